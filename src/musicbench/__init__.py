@@ -1,0 +1,3 @@
+"""musicbench: configurable experiment framework for music-audio benchmarks."""
+
+__version__ = "0.1.0"

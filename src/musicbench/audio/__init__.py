@@ -1,0 +1,1 @@
+"""Audio I/O, STFT helpers and chunked (overlap-add) processing."""

@@ -1,0 +1,1 @@
+"""Datamodules, datasets, dataset generators and manifests."""

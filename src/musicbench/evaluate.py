@@ -1,0 +1,85 @@
+"""``mb-eval ckpt_path=...``: rebuild a model from its checkpoint, separate a split and score it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from musicbench.callbacks import CONFIG_KEY
+from musicbench.evaluation.report import print_summary
+from musicbench.evaluation.separate import evaluate_separator, file_digest
+from musicbench.utils.config import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder whose best checkpoint (else ``last.ckpt``) is returned."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        best = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")
+        if best:
+            return max(best, key=lambda p: p.stat().st_mtime)
+        if (ckpt_dir / "last.ckpt").is_file():
+            return ckpt_dir / "last.ckpt"
+        raise FileNotFoundError(f"no .ckpt file in {ckpt_dir}: pass ckpt_path=<file.ckpt> or a training run folder")
+    raise FileNotFoundError(f"ckpt_path={path}: no such file or run folder")
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
+    """Load a checkpoint (on CPU) and the run config stored in it."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if CONFIG_KEY not in state:
+        raise ValueError(f"{path} holds no '{CONFIG_KEY}': not a checkpoint written by mb-train "
+                         "(it stores the run config so the model can be rebuilt)")
+    return state, OmegaConf.create(state[CONFIG_KEY])
+
+
+def _data_overridden() -> bool:
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not under @hydra.main (e.g. compose API in tests)
+        return False
+    return any(o.lstrip("+~").startswith(("data=", "data.")) for o in overrides)
+
+
+def evaluate(cfg: DictConfig, data_from_checkpoint: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns ``(summary, objects)``."""
+    pl.seed_everything(cfg.seed, workers=True)
+    ckpt = find_checkpoint(cfg.ckpt_path)
+    state, stored = load_checkpoint(ckpt)
+    model = hydra.utils.instantiate(stored.model)
+    model.load_state_dict(state["state_dict"])
+    if data_from_checkpoint is None:
+        data_from_checkpoint = not _data_overridden()
+    data_cfg = stored.data if data_from_checkpoint else cfg.data
+    datamodule = hydra.utils.instantiate(data_cfg)
+    evaluator = hydra.utils.instantiate(cfg.evaluator)
+    log.info("evaluating %s on %s/%s", ckpt, data_cfg.root, cfg.split)
+    summary = evaluate_separator(
+        model, datamodule, evaluator, cfg.paths.output_dir, split=cfg.split, model_id=file_digest(ckpt),
+        meta={"model": stored.model._target_, "data": str(data_cfg.root), "checkpoint": str(ckpt),
+              "name": stored.get("name", "")},
+    )
+    print_summary(summary)
+    return summary, {"model": model, "datamodule": datamodule, "checkpoint": ckpt}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``mb-eval``."""
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

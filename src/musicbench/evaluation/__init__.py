@@ -1,0 +1,1 @@
+"""Evaluation runner, results schema and reports."""

@@ -1,0 +1,49 @@
+"""Evaluate a separation model on a datamodule split with the evaluation runner."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from musicbench.evaluation.runner import SeparationEvaluator, digest_of
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def evaluate_separator(
+    model: torch.nn.Module,
+    datamodule: Any,
+    evaluator: SeparationEvaluator,
+    out_dir: str | Path,
+    split: str = "test",
+    model_id: str = "",
+    meta: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Separate every track of ``split`` with ``model.separate`` and score it.
+
+    ``model_id`` (e.g. the checkpoint's sha256) enters the results digest: results of another model in
+    the same folder are recomputed, results of this one are reused (resume).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    tracks = datamodule.tracks(split)
+    if not tracks:
+        raise ValueError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
+
+    def estimate(mixture: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.separate(mixture.unsqueeze(0).to(device))[0].float().cpu()
+
+    digest = digest_of(model_id, sorted(evaluator.metrics), evaluator.baselines, split)
+    return evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta={"split": split, **(meta or {})})

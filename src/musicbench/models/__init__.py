@@ -1,0 +1,1 @@
+"""LightningModules by task family."""

@@ -1,0 +1,95 @@
+"""``mb-train``: compose the config, train, then evaluate the best checkpoint on the test split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from musicbench.callbacks import ConfigInCheckpoint
+from musicbench.evaluation.report import print_summary
+from musicbench.evaluation.separate import evaluate_separator, file_digest
+from musicbench.utils.config import CONFIG_DIR, to_container
+from musicbench.utils.files import write_text_atomic
+from musicbench.utils.instantiate import instantiate_dict, resolve_resume_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train ``cfg.model`` on ``cfg.data``; if ``cfg.test``, evaluate the best checkpoint.
+
+    Returns ``(metrics, objects)``: the logged metrics (plus the test summary) and the built objects.
+    """
+    pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    resolved = to_container(cfg)
+    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    for cb in callbacks:
+        if isinstance(cb, ConfigInCheckpoint):
+            cb.config = resolved
+    loggers = instantiate_dict(cfg.get("logger"), "logger")
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume_checkpoint(cfg.ckpt_path, out_dir))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("test") and not trainer.fast_dev_run:
+            summary = test_best(cfg, model, datamodule, trainer, out_dir)
+            metrics["test/summary"] = summary
+            objects["summary"] = summary
+    finally:
+        for lg in loggers:  # close trackers even when training fails
+            lg.finalize("success")
+    return metrics, objects
+
+
+def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: pl.Trainer, out_dir: Path):
+    """The test stage: reload the best checkpoint (else last/current weights) and run the evaluator."""
+    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+    if ckpt and Path(ckpt).is_file():
+        import torch
+
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        model_id = file_digest(ckpt)
+        log.info("testing best checkpoint %s", ckpt)
+    else:
+        model_id = "in-memory-" + str(trainer.global_step)
+        log.warning("no best checkpoint found: testing the in-memory weights")
+    evaluator = hydra.utils.instantiate(cfg.evaluator)
+    datamodule.setup("test")
+    summary = evaluate_separator(
+        model, datamodule, evaluator, out_dir, split="test", model_id=model_id,
+        meta={"model": cfg.model._target_, "data": str(cfg.data.root), "checkpoint": ckpt,
+              "config_digest": _config_digest(cfg), "name": cfg.name},
+    )
+    print_summary(summary)
+    log.info("results written to %s", out_dir)
+    return summary
+
+
+def _config_digest(cfg: DictConfig) -> str:
+    from musicbench.evaluation.runner import digest_of
+
+    return digest_of({k: v for k, v in to_container(cfg).items() if k not in ("paths", "hydra")})
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Entry point of ``mb-train``; returns ``cfg.optimized_metric`` for sweepers."""
+    metrics, _ = train(cfg)
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return float(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    main()
