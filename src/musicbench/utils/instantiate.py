@@ -13,13 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def instantiate_dict(cfg: DictConfig | None, group: str) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a mapping (``{name: {_target_: ...}}``) in order."""
+    """Instantiate every ``_target_`` entry of a mapping (``{name: {_target_: ...}}``) in order; null entries are skipped."""
     if not cfg:
         return []
     if not isinstance(cfg, DictConfig):
         raise TypeError(f"config group '{group}' must be a mapping of name -> object config, got {type(cfg)}")
     objects = []
     for name, conf in cfg.items():
+        if conf is None:  # `callbacks.progress_bar=null` switches one entry off
+            continue
         if not (isinstance(conf, DictConfig) and "_target_" in conf):
             raise ValueError(f"{group}.{name} has no _target_: every entry of '{group}' must name a class")
         log.info("instantiating %s.%s <%s>", group, name, conf._target_)

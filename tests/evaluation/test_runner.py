@@ -1,0 +1,107 @@
+import csv
+import json
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from musicbench.evaluation.results import aggregate, track_value
+from musicbench.evaluation.runner import SeparationEvaluator
+from musicbench.metrics.sdr import global_sdr, snr
+
+
+@dataclass
+class FakeTrack:
+    name: str
+    seed: int
+    sources: tuple = ("a", "b")
+    sample_rate: int = 8000
+
+    def load(self):
+        g = torch.Generator().manual_seed(self.seed)
+        targets = torch.randn(2, 2, 4000, generator=g)
+        if self.name == "silent-b":
+            targets[1] = 0
+        return targets.sum(0), targets
+
+
+def _noisy_estimate(noise):
+    def fn(mixture):
+        g = torch.Generator().manual_seed(int(mixture.abs().sum() * 1000) % 2**31)
+        # A fake "model": the mixture scaled, plus noise (deterministic per input).
+        return torch.stack([0.5 * mixture, 0.5 * mixture]) + noise * torch.randn(2, *mixture.shape, generator=g)
+    return fn
+
+
+def _evaluator(progress=False):
+    return SeparationEvaluator({"global_sdr": global_sdr, "snr": snr}, progress=progress)
+
+
+def test_writes_schema_and_mixture_baseline(tmp_path):
+    tracks = [FakeTrack("t1", 1), FakeTrack("t2", 2), FakeTrack("t3", 3)]
+    summary = _evaluator().evaluate(tracks, _noisy_estimate(0.1), tmp_path, digest="d1")
+    for t in tracks:
+        res = json.loads((tmp_path / "results" / f"{t.name}.json").read_text())
+        mixture, targets = t.load()
+        assert set(res["scores"]) == {"model", "mixture"}
+        expected = global_sdr(targets, mixture.expand_as(targets))
+        assert res["scores"]["mixture"]["a"]["global_sdr"] == pytest.approx(expected[0].item())
+    assert summary["num_tracks"] == 3
+    med = summary["systems"]["mixture"]["median"]["b"]["global_sdr"]
+    vals = [json.loads((tmp_path / "results" / f"{t.name}.json").read_text())["scores"]["mixture"]["b"]["global_sdr"]
+            for t in tracks]
+    assert med == pytest.approx(sorted(vals)[1])
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["systems"] == summary["systems"]
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    assert [r["track"] for r in rows] == ["t1", "t2", "t3"]
+    assert float(rows[0]["model/a/snr"]) == pytest.approx(
+        json.loads((tmp_path / "results" / "t1.json").read_text())["scores"]["model"]["a"]["snr"])
+
+
+def test_rerun_skips_finished_tracks_and_recomputes_other_digest(tmp_path):
+    tracks = [FakeTrack("t1", 1), FakeTrack("t2", 2)]
+    ev = _evaluator()
+    ev.evaluate(tracks, _noisy_estimate(0.1), tmp_path, digest="d1")
+    path = tmp_path / "results" / "t1.json"
+    first = path.read_text()
+    calls = []
+
+    def counting(m):
+        calls.append(1)
+        return _noisy_estimate(0.1)(m)
+
+    ev.evaluate(tracks, counting, tmp_path, digest="d1")
+    assert calls == [] and path.read_text() == first
+    ev.evaluate(tracks, _noisy_estimate(0.5), tmp_path, digest="d2")
+    assert json.loads(path.read_text())["digest"] == "d2" and path.read_text() != first
+
+
+def test_nonfinite_scores_come_with_a_reason(tmp_path):
+    summary = _evaluator().evaluate([FakeTrack("silent-b", 4)], _noisy_estimate(0.1), tmp_path, digest="x")
+    res = json.loads((tmp_path / "results" / "silent-b.json").read_text())
+    assert not math.isfinite(res["scores"]["model"]["b"]["snr"])
+    assert any("b/snr" in n and "silent" in n for n in res["notes"])
+    assert summary["notes"] and summary["systems"]["model"]["num_tracks"]["b"]["snr"] == 0
+
+
+def test_shape_mismatch_names_the_track(tmp_path):
+    with pytest.raises(ValueError, match="t1"):
+        _evaluator().evaluate([FakeTrack("t1", 1)], lambda m: m.unsqueeze(0), tmp_path, digest="x")
+
+
+def test_track_value_is_median_over_finite_frames_and_aggregate_counts():
+    assert track_value([1.0, float("nan"), 3.0, 10.0]) == 3.0
+    assert math.isnan(track_value([float("nan")]))
+    agg = aggregate([{"scores": {"m": {"s": {"sdr": v}}}} for v in (1.0, 2.0, 9.0, float("nan"))])
+    assert agg["m"]["median"]["s"]["sdr"] == 2.0
+    assert agg["m"]["mean"]["s"]["sdr"] == 4.0
+    assert agg["m"]["num_tracks"]["s"]["sdr"] == 3
+
+
+def test_evaluator_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown baselines"):
+        SeparationEvaluator({"snr": snr}, baselines=["oracle"])
+    with pytest.raises(ValueError, match="empty"):
+        SeparationEvaluator({})

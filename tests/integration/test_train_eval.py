@@ -1,0 +1,81 @@
+"""Integration: train -> evaluate on the tiny chorale set, resume, determinism, the CLIs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from musicbench.train import train
+from musicbench.utils.config import CONFIG_DIR
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _cfg(tmp_path, chorales_root, *overrides, debug="tiny"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=[
+            f"debug={debug}", f"paths.output_dir={tmp_path}", f"paths.chorales_root={chorales_root}",
+            "callbacks.progress_bar=null", *overrides])
+
+
+def test_fast_dev_run(tmp_path, tiny_chorales_root):
+    metrics, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+    assert objects["trainer"].global_step == 1
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_resume_continues_from_last_ckpt(tmp_path, tiny_chorales_root):
+    _, first = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1", "test=false"))
+    steps = first["trainer"].global_step
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # Same run folder, no ckpt_path: as a requeued job, it resumes from last.ckpt and trains one more epoch.
+    _, second = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2", "test=false"))
+    assert second["trainer"].global_step == 2 * steps
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["musicbench_config"]["trainer"]["max_epochs"] == 2
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        train(_cfg(tmp_path / "other", tiny_chorales_root, "ckpt_path=last"))
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_chorales_root):
+    runs = [train(_cfg(tmp_path / str(i), tiny_chorales_root, "test=false", "trainer.max_epochs=1"))[0]
+            for i in range(2)]
+    assert runs[0]["val/sdr"] == runs[1]["val/sdr"]
+    other = train(_cfg(tmp_path / "s", tiny_chorales_root, "test=false", "trainer.max_epochs=1", "seed=7"))[0]
+    assert other["val/sdr"] != runs[0]["val/sdr"]
+
+
+def test_cli_train_then_eval(tmp_path, tiny_chorales_root):
+    env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
+    common = [f"paths.chorales_root={tiny_chorales_root}"]
+    subprocess.run([BIN / "mb-train", "debug=tiny", *common], check=True, env=env, cwd=tmp_path)
+    runs = list((tmp_path / "outputs" / "train" / "default").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    test_tracks = json.loads((tiny_chorales_root / "manifest.json").read_text())["splits"]["test"]
+    assert sorted(summary["tracks"]) == sorted(test_tracks)
+    assert sorted(p.stem for p in (run / "results").glob("*.json")) == sorted(test_tracks)
+    assert set(summary["systems"]) == {"model", "mixture"}
+    assert (run / "scores.csv").read_text().count("\n") == len(test_tracks) + 1
+    # The same command again finds its folder, does not train again, and reuses the results.
+    subprocess.run([BIN / "mb-train", "debug=tiny", *common], check=True, env=env, cwd=tmp_path)
+    assert list((tmp_path / "outputs" / "train" / "default").iterdir()) == [run]
+
+    out = subprocess.run([BIN / "mb-eval", f"ckpt_path={run}", *common, "evaluator.progress=false"],
+                         check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert "global_sdr" in out.stdout
+    evals = list((tmp_path / "outputs" / "eval" / "default").iterdir())
+    ev = json.loads((evals[0] / "summary.json").read_text())
+    # Same checkpoint, same data: the standalone evaluation reproduces the test stage of mb-train.
+    for source, vals in summary["systems"]["model"]["median"].items():
+        assert ev["systems"]["model"]["median"][source] == pytest.approx(vals, abs=1e-6)
