@@ -19,6 +19,8 @@ class ConfigInCheckpoint(pl.Callback):
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
         if self.config is not None:
             checkpoint[CONFIG_KEY] = self.config

@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from musicbench.callbacks import CONFIG_KEY
 from musicbench.evaluation.report import print_summary
-from musicbench.evaluation.separate import evaluate_separator, file_digest
+from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR
+from musicbench.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ def find_checkpoint(path: str | Path) -> Path:
             return max(best, key=lambda p: p.stat().st_mtime)
         if (ckpt_dir / "last.ckpt").is_file():
             return ckpt_dir / "last.ckpt"
-        raise FileNotFoundError(f"no .ckpt file in {ckpt_dir}: pass ckpt_path=<file.ckpt> or a training run folder")
+        raise FileNotFoundError(
+            f"no .ckpt file in {ckpt_dir}: pass ckpt_path=<file.ckpt> or a training run folder"
+        )
     raise FileNotFoundError(f"ckpt_path={path}: no such file or run folder")
 
 
@@ -40,8 +43,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
     """Load a checkpoint (on CPU) and the run config stored in it."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if CONFIG_KEY not in state:
-        raise ValueError(f"{path} holds no '{CONFIG_KEY}': not a checkpoint written by mb-train "
-                         "(it stores the run config so the model can be rebuilt)")
+        raise ValueError(
+            f"{path} holds no '{CONFIG_KEY}': not a checkpoint written by mb-train "
+            "(it stores the run config so the model can be rebuilt)"
+        )
     return state, OmegaConf.create(state[CONFIG_KEY])
 
 
@@ -53,7 +58,9 @@ def _data_overridden() -> bool:
     return any(o.lstrip("+~").startswith(("data=", "data.")) for o in overrides)
 
 
-def evaluate(cfg: DictConfig, data_from_checkpoint: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate(
+    cfg: DictConfig, data_from_checkpoint: bool | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns ``(summary, objects)``."""
     pl.seed_everything(cfg.seed, workers=True)
     ckpt = find_checkpoint(cfg.ckpt_path)
@@ -67,9 +74,18 @@ def evaluate(cfg: DictConfig, data_from_checkpoint: bool | None = None) -> tuple
     evaluator = hydra.utils.instantiate(cfg.evaluator)
     log.info("evaluating %s on %s/%s", ckpt, data_cfg.root, cfg.split)
     summary = evaluate_separator(
-        model, datamodule, evaluator, cfg.paths.output_dir, split=cfg.split, model_id=file_digest(ckpt),
-        meta={"model": stored.model._target_, "data": str(data_cfg.root), "checkpoint": str(ckpt),
-              "name": stored.get("name", "")},
+        model,
+        datamodule,
+        evaluator,
+        cfg.paths.output_dir,
+        split=cfg.split,
+        model_id=sha256_file(ckpt),
+        meta={
+            "model": stored.model._target_,
+            "data": str(data_cfg.root),
+            "checkpoint": str(ckpt),
+            "name": stored.get("name", ""),
+        },
     )
     print_summary(summary)
     return summary, {"model": model, "datamodule": datamodule, "checkpoint": ckpt}

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from musicbench.callbacks import ConfigInCheckpoint
 from musicbench.evaluation.report import print_summary
-from musicbench.evaluation.separate import evaluate_separator, file_digest
+from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR, to_container
-from musicbench.utils.files import write_text_atomic
+from musicbench.utils.files import sha256_file, write_text_atomic
 from musicbench.utils.instantiate import instantiate_dict, resolve_resume_checkpoint
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
 
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
-        model_id = file_digest(ckpt)
+        model_id = sha256_file(ckpt)
         log.info("testing best checkpoint %s", ckpt)
     else:
         model_id = "in-memory-" + str(trainer.global_step)
@@ -68,9 +68,19 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
     evaluator = hydra.utils.instantiate(cfg.evaluator)
     datamodule.setup("test")
     summary = evaluate_separator(
-        model, datamodule, evaluator, out_dir, split="test", model_id=model_id,
-        meta={"model": cfg.model._target_, "data": str(cfg.data.root), "checkpoint": ckpt,
-              "config_digest": _config_digest(cfg), "name": cfg.name},
+        model,
+        datamodule,
+        evaluator,
+        out_dir,
+        split="test",
+        model_id=model_id,
+        meta={
+            "model": cfg.model._target_,
+            "data": str(cfg.data.root),
+            "checkpoint": ckpt,
+            "config_digest": _config_digest(cfg),
+            "name": cfg.name,
+        },
     )
     print_summary(summary)
     log.info("results written to %s", out_dir)

@@ -49,8 +49,15 @@ def test_crossfade_removes_steps_of_a_chunk_dependent_gain():
 def _separator(**kw):
     torch.manual_seed(0)
     net = functools.partial(UNet, depth=3, base_channels=4)
-    model = MaskSeparator(net, sources=["a", "b"], optimizer=functools.partial(torch.optim.Adam),
-                          sample_rate=SR, n_fft=512, hop_length=128, **kw)
+    model = MaskSeparator(
+        net,
+        sources=["a", "b"],
+        optimizer=functools.partial(torch.optim.Adam),
+        sample_rate=SR,
+        n_fft=512,
+        hop_length=128,
+        **kw,
+    )
     return model.eval()
 
 

@@ -21,9 +21,16 @@ BIN = Path(sys.executable).parent
 def _cfg(tmp_path, chorales_root, *overrides, debug="tiny"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=[
-            f"debug={debug}", f"paths.output_dir={tmp_path}", f"paths.chorales_root={chorales_root}",
-            "callbacks.progress_bar=null", *overrides])
+        return compose(
+            "train",
+            overrides=[
+                f"debug={debug}",
+                f"paths.output_dir={tmp_path}",
+                f"paths.chorales_root={chorales_root}",
+                "callbacks.progress_bar=null",
+                *overrides,
+            ],
+        )
 
 
 def test_fast_dev_run(tmp_path, tiny_chorales_root):
@@ -46,8 +53,10 @@ def test_resume_continues_from_last_ckpt(tmp_path, tiny_chorales_root):
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_chorales_root):
-    runs = [train(_cfg(tmp_path / str(i), tiny_chorales_root, "test=false", "trainer.max_epochs=1"))[0]
-            for i in range(2)]
+    runs = [
+        train(_cfg(tmp_path / str(i), tiny_chorales_root, "test=false", "trainer.max_epochs=1"))[0]
+        for i in range(2)
+    ]
     assert runs[0]["val/sdr"] == runs[1]["val/sdr"]
     other = train(_cfg(tmp_path / "s", tiny_chorales_root, "test=false", "trainer.max_epochs=1", "seed=7"))[0]
     assert other["val/sdr"] != runs[0]["val/sdr"]
@@ -71,8 +80,14 @@ def test_cli_train_then_eval(tmp_path, tiny_chorales_root):
     subprocess.run([BIN / "mb-train", "debug=tiny", *common], check=True, env=env, cwd=tmp_path)
     assert list((tmp_path / "outputs" / "train" / "default").iterdir()) == [run]
 
-    out = subprocess.run([BIN / "mb-eval", f"ckpt_path={run}", *common, "evaluator.progress=false"],
-                         check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    out = subprocess.run(
+        [BIN / "mb-eval", f"ckpt_path={run}", *common, "evaluator.progress=false"],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert "global_sdr" in out.stdout
     evals = list((tmp_path / "outputs" / "eval" / "default").iterdir())
     ev = json.loads((evals[0] / "summary.json").read_text())

@@ -35,7 +35,7 @@ def test_global_sdr_known_values():
 def test_snr_per_channel_mean_and_batched():
     ref = torch.ones(3, 2, 100)
     est = ref.clone()
-    est[:, 0] *= 0.9   # 20 dB
+    est[:, 0] *= 0.9  # 20 dB
     est[:, 1] *= 0.99  # 40 dB
     out = snr(ref, est)
     assert out.shape == (3,)

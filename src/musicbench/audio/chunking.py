@@ -16,7 +16,9 @@ def crossfade_weights(length: int, fade_in: int, fade_out: int, device=None, dty
     if fade_in > 0:
         w[:fade_in] = (torch.arange(fade_in, device=device, dtype=dtype) + 0.5) / fade_in
     if fade_out > 0:
-        w[length - fade_out :] = torch.flip((torch.arange(fade_out, device=device, dtype=dtype) + 0.5) / fade_out, [0])
+        w[length - fade_out :] = torch.flip(
+            (torch.arange(fade_out, device=device, dtype=dtype) + 0.5) / fade_out, [0]
+        )
     return w
 
 

@@ -24,7 +24,9 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     try:
         return sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for corrupt files
-        raise AudioFileError(f"cannot read audio file {path}: {exc}. Is it a complete, valid audio file?") from exc
+        raise AudioFileError(
+            f"cannot read audio file {path}: {exc}. Is it a complete, valid audio file?"
+        ) from exc
 
 
 def read_audio(
@@ -46,7 +48,9 @@ def read_audio(
     try:
         data, sr = sf.read(str(path), start=frame_offset, frames=num_frames, dtype="float32", always_2d=True)
     except Exception as exc:
-        raise AudioFileError(f"cannot read audio file {path}: {exc}. Is it a complete, valid audio file?") from exc
+        raise AudioFileError(
+            f"cannot read audio file {path}: {exc}. Is it a complete, valid audio file?"
+        ) from exc
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
 
 

@@ -24,8 +24,12 @@ class Stft(torch.nn.Module):
         """``(..., samples)`` -> complex ``(..., n_fft // 2 + 1, frames)``."""
         shape = x.shape
         spec = torch.stft(
-            x.reshape(-1, shape[-1]), self.n_fft, self.hop_length, window=self.window,
-            center=True, return_complex=True,
+            x.reshape(-1, shape[-1]),
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            center=True,
+            return_complex=True,
         )
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
@@ -33,7 +37,11 @@ class Stft(torch.nn.Module):
         """Complex ``(..., freq, frames)`` -> ``(..., length)`` samples."""
         shape = spec.shape
         x = torch.istft(
-            spec.reshape(-1, *shape[-2:]), self.n_fft, self.hop_length, window=self.window,
-            center=True, length=length,
+            spec.reshape(-1, *shape[-2:]),
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            center=True,
+            length=length,
         )
         return x.reshape(*shape[:-2], length)

@@ -6,11 +6,12 @@ carry ``name``, ``split`` and ``files`` (file name → sha256 hex digest).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from musicbench.utils.files import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 _REQUIRED_KEYS = ("name", "sources", "splits", "tracks")
@@ -20,21 +21,12 @@ class ManifestError(RuntimeError):
     """A manifest is missing, unreadable or malformed; the message names the file and what to do."""
 
 
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file, read in chunks of ``chunk_bytes`` bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_manifest(root: str | os.PathLike) -> dict[str, Any]:
+def load_manifest(root: str | os.PathLike, required: tuple[str, ...] = _REQUIRED_KEYS) -> dict[str, Any]:
     """Read and minimally validate ``<root>/manifest.json``.
 
     Raises:
-        ManifestError: the file is missing, is not valid JSON, or lacks the keys
-            ``name``, ``sources``, ``splits`` and ``tracks``.
+        ManifestError: the file is missing, is not valid JSON, or lacks a key of ``required`` (default:
+            ``name``, ``sources``, ``splits`` and ``tracks``; readers that only need some keys pass those).
     """
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
@@ -48,7 +40,7 @@ def load_manifest(root: str | os.PathLike) -> dict[str, Any]:
         raise ManifestError(f"cannot read manifest {path}: {exc}. Regenerate the dataset.") from exc
     if not isinstance(manifest, dict):
         raise ManifestError(f"manifest {path} must hold a JSON object, got {type(manifest).__name__}")
-    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    missing = [k for k in required if k not in manifest]
     if missing:
         raise ManifestError(f"manifest {path} lacks the key(s) {missing}. Regenerate the dataset.")
     return manifest

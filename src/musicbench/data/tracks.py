@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,11 @@ import torch
 from torch import Tensor
 
 from musicbench.audio.io import AudioFileError, audio_info, read_audio
+from musicbench.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
 
 log = logging.getLogger(__name__)
 
 SPLIT_FOLDERS = ("train", "test")
-MANIFEST_NAME = "manifest.json"
 STEM_SUFFIX = ".stem.mp4"
 MIXTURE = "mixture"
 # AAC encodes in frames of 1024 samples; the streams of a .stem.mp4 may end up to one or two frames apart
@@ -200,18 +199,12 @@ def _stem_info(path: str) -> Any:
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
     """``<root>/manifest.json`` as a dict, or ``None`` when there is none (plain MUSDB18)."""
-    path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
+    if not (Path(root) / MANIFEST_NAME).is_file():
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(
-            f"cannot read the dataset manifest {path}: {exc}. Regenerate the dataset."
-        ) from exc
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"dataset manifest {path} must hold a JSON object, got {type(manifest).__name__}")
-    return manifest
+        return load_manifest(root, required=("sources",))
+    except ManifestError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 def check_root(root: str | Path | None) -> Path:

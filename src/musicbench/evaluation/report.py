@@ -5,32 +5,46 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 
 def summary_table(summary: Mapping[str, Any], stat: str = "median", title: str | None = None) -> Table:
-    """A per-source table: for each metric the model, the mixture baseline and the improvement (dB)."""
+    """A per-source table: for each metric the model, the mixture baseline and the improvement Δ (dB).
+
+    The last row averages the sources.
+    """
     systems = summary["systems"]
     model = systems["model"][stat]
     base = systems.get("mixture", {}).get(stat)
     sources = list(model)
-    metrics = list(next(iter(model.values()))) if model else []
-    table = Table(title=title or f"{stat} over {summary['num_tracks']} tracks (dB)")
+    metrics = list(dict.fromkeys(m for s in sources for m in model[s]))
+    table = Table(
+        title=title or f"{stat} over {summary['num_tracks']} {summary.get('split', '')} tracks (dB)"
+    )
     table.add_column("source")
     for m in metrics:
-        table.add_column(f"{m}", justify="right")
+        table.add_column(f"{m}\nmodel", justify="right")
         if base:
-            table.add_column(f"{m} mixture", justify="right")
-            table.add_column(f"{m} Δ", justify="right")
-    rows = {s: model[s] for s in sources}
-    for source, vals in rows.items():
-        cells = [source]
+            table.add_column(f"{m}\nmixture", justify="right")
+            table.add_column(f"{m}\nΔ", justify="right")
+
+    def cells(get) -> list[str]:
+        out = []
         for m in metrics:
-            cells.append(f"{vals[m]:.2f}")
+            v = get(model, m)
+            out.append(f"{v:.2f}")
             if base:
-                cells += [f"{base[source][m]:.2f}", f"{vals[m] - base[source][m]:+.2f}"]
-        table.add_row(*cells)
+                b = get(base, m)
+                out += [f"{b:.2f}", f"{v - b:+.2f}"]
+        return out
+
+    for source in sources:
+        table.add_row(source, *cells(lambda d, m, s=source: d[s].get(m, float("nan"))))
+    if len(sources) > 1:
+        table.add_section()
+        table.add_row("mean", *cells(lambda d, m: float(np.mean([d[s].get(m, np.nan) for s in sources]))))
     return table
 
 

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 
 
 def track_value(values: float | list[float]) -> float:
-    """The per-track value of a metric: the scalar itself, or the median over finite frames (MUSDB protocol).
+    """The per-track value of a metric: the scalar itself, or the median over non-NaN frames (MUSDB protocol).
 
     NaN frames (e.g. BSSEval frames where a reference is silent) are ignored; all-NaN gives NaN.
     """
@@ -30,13 +30,21 @@ def track_value(values: float | list[float]) -> float:
 
 
 def load_results(results_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Read every ``results/<track>.json`` of a run folder: ``{track: result}``."""
+    """Read every ``results/<track>.json`` of a run folder: ``{track: result}``.
+
+    Hidden files are the temporaries of atomic writes (a ``kill -9`` during a write can leave one behind;
+    another shard may be writing one right now): they are skipped.
+    """
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
+        if path.name.startswith("."):
+            continue
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"corrupt results file {path}: {exc}; delete it to re-evaluate that track") from exc
+            raise ValueError(
+                f"corrupt results file {path}: {exc}; delete it to re-evaluate that track"
+            ) from exc
         out[data["track"]] = data
     return out
 
@@ -45,7 +53,8 @@ def aggregate(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Aggregate per-track results: median and mean over tracks of each track value.
 
     Returns ``{system: {"median": {source: {metric: v}}, "mean": {...}, "num_tracks": {source: {metric: n}}}}``
-    where ``n`` counts the tracks with a finite value (the others are skipped, as museval does).
+    where ``n`` counts the tracks with a value that is not NaN. NaN is skipped and ±inf kept, as museval's
+    pandas aggregation (``EvalStore``) does.
     """
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
     for res in results:
@@ -60,10 +69,10 @@ def aggregate(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             med[source], mean[source], count[source] = {}, {}, {}
             for metric, vals in per_metric.items():
                 arr = np.asarray(vals, dtype=np.float64)
-                finite = arr[np.isfinite(arr)]
-                med[source][metric] = float(np.median(finite)) if finite.size else math.nan
-                mean[source][metric] = float(np.mean(finite)) if finite.size else math.nan
-                count[source][metric] = int(finite.size)
+                valid = arr[~np.isnan(arr)]
+                med[source][metric] = float(np.median(valid)) if valid.size else math.nan
+                mean[source][metric] = float(np.mean(valid)) if valid.size else math.nan
+                count[source][metric] = int(valid.size)
         summary[system] = {"median": med, "mean": mean, "num_tracks": count}
     return summary
 
@@ -95,7 +104,7 @@ def write_summary(path: str | Path, results: list[Mapping[str, Any]], **meta: An
         **meta,
         "num_tracks": len(results),
         "tracks": [r["track"] for r in results],
-        "protocol": "track value = median over finite frames (or the scalar); summary = median/mean over tracks",
+        "protocol": "track value = median over non-NaN frames (or the scalar); summary = median/mean over tracks",
         "systems": aggregate(results),
         "notes": [n for r in results for n in r.get("notes", [])],
     }

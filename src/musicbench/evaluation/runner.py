@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from musicbench.evaluation.results import load_results, track_value, write_scores_csv, write_summary
 from musicbench.utils.files import write_json_atomic
+from musicbench.utils.progress import progress_bar
 
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
 # or a dict of those for metrics that come in families (BSSEval's sdr/isr/sir/sar).
@@ -36,8 +36,9 @@ class SeparationEvaluator:
         progress: show a progress bar (tracks done / remaining, ETA).
     """
 
-    def __init__(self, metrics: Mapping[str, Metric], baselines: Sequence[str] = ("mixture",),
-                 progress: bool = True) -> None:
+    def __init__(
+        self, metrics: Mapping[str, Metric], baselines: Sequence[str] = ("mixture",), progress: bool = True
+    ) -> None:
         unknown = set(baselines) - {"mixture"}
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; available: ['mixture']")
@@ -66,8 +67,14 @@ class SeparationEvaluator:
         notes = _explain_nonfinite(scores, reference, estimate, sources)
         return scores, frames, notes
 
-    def evaluate(self, tracks: Sequence[Any], estimate_fn: EstimateFn, out_dir: str | Path,
-                 digest: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        tracks: Sequence[Any],
+        estimate_fn: EstimateFn,
+        out_dir: str | Path,
+        digest: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Evaluate ``tracks`` (objects with ``name``, ``sources``, ``sample_rate``, ``load()``).
 
         ``estimate_fn`` maps a mixture ``(C, T)`` to estimates ``(S, C, T)``. Writes
@@ -79,7 +86,7 @@ class SeparationEvaluator:
         done = {n: r for n, r in load_results(results_dir).items() if r.get("digest") == digest}
         todo = [t for t in tracks if t.name not in done]
         start = time.perf_counter()
-        with _progress(self.progress) as bar:
+        with progress_bar(self.progress) as bar:
             task = bar.add_task("evaluate", total=len(tracks), completed=len(tracks) - len(todo))
             for track in todo:
                 bar.update(task, description=f"evaluate {track.name}")
@@ -89,8 +96,12 @@ class SeparationEvaluator:
         results = [done[t.name] for t in tracks]
         write_scores_csv(results, out_dir / "scores.csv")
         return write_summary(
-            out_dir / "summary.json", results, digest=digest, code_version=code_version(),
-            wall_time_s=round(time.perf_counter() - start, 3), **(meta or {}),
+            out_dir / "summary.json",
+            results,
+            digest=digest,
+            code_version=code_version(),
+            wall_time_s=round(time.perf_counter() - start, 3),
+            **(meta or {}),
         )
 
     def _evaluate_track(self, track, estimate_fn: EstimateFn, digest: str) -> dict[str, Any]:
@@ -98,15 +109,23 @@ class SeparationEvaluator:
         mixture, targets = track.load()
         estimates = estimate_fn(mixture)
         if estimates.shape != targets.shape:
-            raise ValueError(f"track {track.name}: estimates have shape {tuple(estimates.shape)}, "
-                             f"references {tuple(targets.shape)}")
+            raise ValueError(
+                f"track {track.name}: estimates have shape {tuple(estimates.shape)}, "
+                f"references {tuple(targets.shape)}"
+            )
         systems = {"model": estimates}
         if "mixture" in self.baselines:
             systems["mixture"] = mixture.unsqueeze(0).expand_as(targets)
         result: dict[str, Any] = {
-            "track": track.name, "digest": digest, "sources": list(track.sources),
-            "sample_rate": track.sample_rate, "num_frames": int(mixture.shape[-1]),
-            "duration_s": mixture.shape[-1] / track.sample_rate, "scores": {}, "frames": {}, "notes": [],
+            "track": track.name,
+            "digest": digest,
+            "sources": list(track.sources),
+            "sample_rate": track.sample_rate,
+            "num_frames": int(mixture.shape[-1]),
+            "duration_s": mixture.shape[-1] / track.sample_rate,
+            "scores": {},
+            "frames": {},
+            "notes": [],
         }
         for system, est in systems.items():
             scores, frames, notes = self.score(targets, est.to(targets.dtype), track.sources)
@@ -141,20 +160,19 @@ def _safe(name: str) -> str:
     return name.replace("/", "_").replace("\\", "_")
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), disable=not enabled, transient=False,
-    )
-
-
 def code_version() -> str:
     """``git describe`` of the checkout the code runs from, else the package version."""
     import musicbench
 
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=True,
+        )
         return f"{musicbench.__version__}+{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
         return musicbench.__version__

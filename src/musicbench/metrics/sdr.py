@@ -49,6 +49,8 @@ def snr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
 
 def _check_shapes(reference: torch.Tensor, estimate: torch.Tensor) -> None:
     if reference.shape != estimate.shape:
-        raise ValueError(f"reference {tuple(reference.shape)} and estimate {tuple(estimate.shape)} differ in shape")
+        raise ValueError(
+            f"reference {tuple(reference.shape)} and estimate {tuple(estimate.shape)} differ in shape"
+        )
     if reference.ndim < 2:
         raise ValueError(f"expected (..., channels, samples), got shape {tuple(reference.shape)}")

@@ -65,7 +65,10 @@ class MaskSeparator(pl.LightningModule):
         self.net = net(in_channels=audio_channels, out_channels=len(self.sources) * audio_channels)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.chunk_seconds, self.context_seconds, self.crossfade_seconds = (
-            chunk_seconds, context_seconds, crossfade_seconds)
+            chunk_seconds,
+            context_seconds,
+            crossfade_seconds,
+        )
 
     # --- model -------------------------------------------------------------------------------------
     def masks(self, mag: torch.Tensor) -> torch.Tensor:
@@ -91,7 +94,10 @@ class MaskSeparator(pl.LightningModule):
         """Separate a full track ``(B, C, T)`` -> ``(B, S, C, T)`` by overlap-add of chunks with cross-fades."""
         sr = self.sample_rate
         return chunked_apply(
-            self, mixture, chunk=int(self.chunk_seconds * sr), context=int(self.context_seconds * sr),
+            self,
+            mixture,
+            chunk=int(self.chunk_seconds * sr),
+            context=int(self.context_seconds * sr),
             crossfade=int(self.crossfade_seconds * sr),
             align=self.stft.hop_length * getattr(self.net, "frame_multiple", 1),
         )
@@ -121,4 +127,7 @@ class MaskSeparator(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)},
+        }

@@ -84,8 +84,9 @@ class UNet(nn.Module):
             drop = dropout if (depth - 1 - i) < num_dropout else 0.0
             self.decoder.append(_DecoderBlock(cin_dec, widths[i - 1], kernel_size, drop))
         last_in = widths[0] * 2 if depth > 1 else widths[0]
-        self.head = nn.ConvTranspose2d(last_in, out_channels, kernel_size, stride=2,
-                                       padding=kernel_size // 2, output_padding=1)
+        self.head = nn.ConvTranspose2d(
+            last_in, out_channels, kernel_size, stride=2, padding=kernel_size // 2, output_padding=1
+        )
 
     @property
     def frame_multiple(self) -> int:

@@ -43,8 +43,10 @@ def resolve_resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> 
         return None
     if ckpt_path == "last":
         if not last.is_file():
-            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist: nothing to resume in this run "
-                                    "folder (same overrides as the original run?); drop ckpt_path to start fresh")
+            raise FileNotFoundError(
+                f"ckpt_path=last but {last} does not exist: nothing to resume in this run "
+                "folder (same overrides as the original run?); drop ckpt_path to start fresh"
+            )
         return str(last)
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")

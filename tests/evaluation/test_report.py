@@ -1,0 +1,20 @@
+from rich.console import Console
+
+from musicbench.evaluation.report import print_summary
+
+
+def test_table_shows_model_baseline_and_improvement():
+    summary = {
+        "num_tracks": 2,
+        "split": "test",
+        "systems": {
+            "model": {"median": {"a": {"global_sdr": 5.0}, "b": {"global_sdr": 3.0}}},
+            "mixture": {"median": {"a": {"global_sdr": -4.0}, "b": {"global_sdr": -6.0}}},
+        },
+    }
+    console = Console(record=True, width=120)
+    print_summary(summary, console)
+    text = console.export_text()
+    assert "+9.00" in text  # improvement of each source
+    assert "4.00" in text and "-5.00" in text  # the mean row of model and mixture
+    assert "2 test tracks" in text
