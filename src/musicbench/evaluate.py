@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from musicbench.callbacks import CONFIG_KEY
 from musicbench.evaluation.report import print_summary
+from musicbench.evaluation.runner import parse_shard
 from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR
 from musicbench.utils.files import sha256_file
@@ -72,7 +73,9 @@ def evaluate(
     data_cfg = stored.data if data_from_checkpoint else cfg.data
     datamodule = hydra.utils.instantiate(data_cfg)
     evaluator = hydra.utils.instantiate(cfg.evaluator)
-    log.info("evaluating %s on %s/%s", ckpt, data_cfg.root, cfg.split)
+    shard = parse_shard(cfg.evaluation.shard)
+    merge = bool(cfg.evaluation.merge)
+    log.info("evaluating %s on %s/%s%s", ckpt, data_cfg.root, cfg.split, f" (shard {shard})" if shard else "")
     summary = evaluate_separator(
         model,
         datamodule,
@@ -86,8 +89,14 @@ def evaluate(
             "checkpoint": str(ckpt),
             "name": stored.get("name", ""),
         },
+        shard=shard,
+        merge=merge,
     )
     print_summary(summary)
+    if shard:
+        log.info(
+            "shard %s done; when all shards are: mb-eval ... evaluation.merge=true", cfg.evaluation.shard
+        )
     return summary, {"model": model, "datamodule": datamodule, "checkpoint": ckpt}
 
 

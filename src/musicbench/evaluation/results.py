@@ -97,16 +97,26 @@ def write_scores_csv(results: Iterable[Mapping[str, Any]], path: str | Path) -> 
     return write_text_atomic(path, buf.getvalue())
 
 
-def write_summary(path: str | Path, results: list[Mapping[str, Any]], **meta: Any) -> dict[str, Any]:
-    """Aggregate ``results`` and write ``summary.json`` atomically with the given metadata."""
-    summary = {
+def aggregate_summary(results: list[Mapping[str, Any]], **meta: Any) -> dict[str, Any]:
+    """The ``summary.json`` content for ``results``: metadata, the aggregate, the notes of every track.
+
+    ``wall_time_s`` is the summed evaluation time of the tracks, so it does not depend on how many
+    sessions (resumes, shards) the evaluation took.
+    """
+    return {
         "schema_version": SCHEMA_VERSION,
         **meta,
         "num_tracks": len(results),
         "tracks": [r["track"] for r in results],
+        "wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in results), 3),
         "protocol": "track value = median over non-NaN frames (or the scalar); summary = median/mean over tracks",
         "systems": aggregate(results),
         "notes": [n for r in results for n in r.get("notes", [])],
     }
+
+
+def write_summary(path: str | Path, results: list[Mapping[str, Any]], **meta: Any) -> dict[str, Any]:
+    """Aggregate ``results`` and write ``summary.json`` atomically with the given metadata."""
+    summary = aggregate_summary(results, **meta)
     write_json_atomic(path, summary)
     return summary

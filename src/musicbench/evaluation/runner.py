@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from musicbench.evaluation.results import load_results, track_value, write_scores_csv, write_summary
+from musicbench.evaluation.results import (
+    aggregate_summary,
+    load_results,
+    track_value,
+    write_scores_csv,
+    write_summary,
+)
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.progress import progress_bar
 
@@ -74,25 +80,63 @@ class SeparationEvaluator:
         out_dir: str | Path,
         digest: str,
         meta: Mapping[str, Any] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """Evaluate ``tracks`` (objects with ``name``, ``sources``, ``sample_rate``, ``load()``).
 
         ``estimate_fn`` maps a mixture ``(C, T)`` to estimates ``(S, C, T)``. Writes
-        ``out_dir/results/<track>.json`` per track, then ``summary.json`` and ``scores.csv``.
+        ``out_dir/results/<track>.json`` per track as it finishes, then ``summary.json`` and ``scores.csv``.
+        With ``shard=(k, n)`` only tracks ``k, k+n, k+2n, ...`` are evaluated and no summary is written:
+        :meth:`merge` builds it once every shard is done. Returns the summary (of the shard's tracks for a
+        shard).
         """
         out_dir = Path(out_dir)
         results_dir = out_dir / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
+        mine = list(tracks) if shard is None else select_shard(tracks, *shard)
         done = {n: r for n, r in load_results(results_dir).items() if r.get("digest") == digest}
-        todo = [t for t in tracks if t.name not in done]
+        todo = [t for t in mine if t.name not in done]
         start = time.perf_counter()
+        label = "evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}"
         with progress_bar(self.progress) as bar:
-            task = bar.add_task("evaluate", total=len(tracks), completed=len(tracks) - len(todo))
+            task = bar.add_task(label, total=len(mine), completed=len(mine) - len(todo))
             for track in todo:
-                bar.update(task, description=f"evaluate {track.name}")
+                bar.update(task, description=f"{label} {track.name}")
                 done[track.name] = self._evaluate_track(track, estimate_fn, digest)
                 write_json_atomic(results_dir / f"{_safe(track.name)}.json", done[track.name])
                 bar.advance(task)
+        session = round(time.perf_counter() - start, 3)
+        if shard is not None:
+            return aggregate_summary(
+                [done[t.name] for t in mine],
+                digest=digest,
+                session_wall_time_s=session,
+                shard=f"{shard[0]}/{shard[1]}",
+                **(meta or {}),
+            )
+        return self.merge(tracks, out_dir, digest, meta, session_wall_time_s=session)
+
+    def merge(
+        self,
+        tracks: Sequence[Any],
+        out_dir: str | Path,
+        digest: str,
+        meta: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Build ``summary.json`` and ``scores.csv`` from the per-track results of all shards.
+
+        Raises ``ValueError`` naming the tracks whose results are missing (or were computed by another
+        model or with other settings).
+        """
+        out_dir = Path(out_dir)
+        done = {n: r for n, r in load_results(out_dir / "results").items() if r.get("digest") == digest}
+        missing = [t.name for t in tracks if t.name not in done]
+        if missing:
+            raise ValueError(
+                f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model "
+                f"and settings: {', '.join(missing)}. Run the missing shards (evaluation.shard=K/N) first."
+            )
         results = [done[t.name] for t in tracks]
         write_scores_csv(results, out_dir / "scores.csv")
         return write_summary(
@@ -100,7 +144,7 @@ class SeparationEvaluator:
             results,
             digest=digest,
             code_version=code_version(),
-            wall_time_s=round(time.perf_counter() - start, 3),
+            **extra,
             **(meta or {}),
         )
 
@@ -135,6 +179,25 @@ class SeparationEvaluator:
             result["notes"] += [f"{track.name}/{system}/{n}" for n in notes]
         result["wall_time_s"] = round(time.perf_counter() - t0, 3)
         return result
+
+
+def select_shard(tracks: Sequence[Any], index: int, count: int) -> list[Any]:
+    """Tracks ``index, index + count, ...`` of ``tracks`` (0 <= index < count)."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: expected K/N with N >= 1 and 0 <= K < N")
+    return list(tracks)[index::count]
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> ``(K, N)``; ``None`` -> ``None``."""
+    if spec is None:
+        return None
+    try:
+        k, n = (int(x) for x in str(spec).split("/"))
+    except ValueError:
+        raise ValueError(f"evaluation.shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
+    select_shard([], k, n)  # validates the range
+    return k, n
 
 
 def _explain_nonfinite(scores, reference, estimate, sources) -> list[str]:

@@ -19,11 +19,15 @@ def evaluate_separator(
     model_id: str = "",
     meta: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
+    shard: tuple[int, int] | None = None,
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Separate every track of ``split`` with ``model.separate`` and score it.
 
     ``model_id`` (e.g. the checkpoint's sha256) enters the results digest: results of another model in
-    the same folder are recomputed, results of this one are reused (resume).
+    the same folder are recomputed, results of this one are reused (resume). ``shard=(k, n)`` evaluates
+    every n-th track from the k-th; ``merge=True`` evaluates nothing and builds ``summary.json`` from the
+    results of all shards.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
@@ -36,4 +40,7 @@ def evaluate_separator(
             return model.separate(mixture.unsqueeze(0).to(device))[0].float().cpu()
 
     digest = digest_of(model_id, sorted(evaluator.metrics), evaluator.baselines, split)
-    return evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta={"split": split, **(meta or {})})
+    meta = {"split": split, **(meta or {})}
+    if merge:
+        return evaluator.merge(tracks, out_dir, digest=digest, meta=meta)
+    return evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta=meta, shard=shard)
