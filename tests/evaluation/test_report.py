@@ -14,7 +14,7 @@ def test_table_shows_model_baseline_and_improvement():
     }
     console = Console(record=True, width=120)
     print_summary(summary, console)
-    text = console.export_text()
-    assert "+9.00" in text  # improvement of each source
-    assert "4.00" in text and "-5.00" in text  # the mean row of model and mixture
+    text = " ".join(console.export_text().split())
+    assert "5.00 (+9.00)" in text and "3.00 (+9.00)" in text  # value (improvement) of each source
+    assert "4.00 (+9.00)" in text  # the mean row
     assert "2 test tracks" in text

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicbench.metrics.sdr import global_sdr, snr
+from musicbench.metrics.sdr import global_sdr, si_sdr, snr
 
 
 def _mdx_reference_sdr(references, estimates):
@@ -46,3 +46,24 @@ def test_snr_per_channel_mean_and_batched():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match="differ in shape"):
         global_sdr(torch.zeros(1, 2, 10), torch.zeros(1, 2, 11))
+
+
+def test_si_sdr_is_scale_invariant_and_matches_orthogonal_noise():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(3, 2, 8000, dtype=torch.float64, generator=g)
+    noise = torch.randn(3, 2, 8000, dtype=torch.float64, generator=g)
+    noise = noise - noise.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    # Make the noise orthogonal to the reference: then SI-SDR is exactly the energy ratio.
+    noise = noise - (noise * ref).sum(-1, keepdim=True) / ref.square().sum(-1, keepdim=True) * ref
+    noise = 0.1 * noise
+    est = ref + noise
+    expected = (10 * torch.log10(ref.square().sum(-1) / noise.square().sum(-1))).mean(-1)
+    torch.testing.assert_close(si_sdr(ref, est), expected)
+    torch.testing.assert_close(si_sdr(ref, 0.3 * est), expected)
+    # Plain SNR is not scale invariant.
+    assert (snr(ref, 0.3 * est) < expected - 5).all()
+
+
+def test_si_sdr_of_silent_reference_is_nan():
+    assert math.isnan(si_sdr(torch.zeros(1, 2, 100), torch.ones(1, 2, 100))[0].item())

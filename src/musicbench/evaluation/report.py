@@ -11,33 +11,26 @@ from rich.table import Table
 
 
 def summary_table(summary: Mapping[str, Any], stat: str = "median", title: str | None = None) -> Table:
-    """A per-source table: for each metric the model, the mixture baseline and the improvement Δ (dB).
-
-    The last row averages the sources.
+    """A per-source table of the model's scores; with a mixture baseline each cell also shows the
+    improvement over it, ``value (+Δ)`` in dB. The last row averages the sources.
     """
     systems = summary["systems"]
     model = systems["model"][stat]
     base = systems.get("mixture", {}).get(stat)
     sources = list(model)
     metrics = list(dict.fromkeys(m for s in sources for m in model[s]))
-    table = Table(
-        title=title or f"{stat} over {summary['num_tracks']} {summary.get('split', '')} tracks (dB)"
-    )
+    default_title = f"{stat} over {summary['num_tracks']} {summary.get('split', '')} tracks (dB)"
+    caption = "value (improvement over the mixture baseline)" if base else None
+    table = Table(title=title or default_title, caption=caption)
     table.add_column("source")
     for m in metrics:
-        table.add_column(f"{m}\nmodel", justify="right")
-        if base:
-            table.add_column(f"{m}\nmixture", justify="right")
-            table.add_column(f"{m}\nΔ", justify="right")
+        table.add_column(m, justify="right")
 
     def cells(get) -> list[str]:
         out = []
         for m in metrics:
             v = get(model, m)
-            out.append(f"{v:.2f}")
-            if base:
-                b = get(base, m)
-                out += [f"{b:.2f}", f"{v - b:+.2f}"]
+            out.append(f"{v:.2f}" + (f" ({v - get(base, m):+.2f})" if base else ""))
         return out
 
     for source in sources:

@@ -47,6 +47,32 @@ def snr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
     return (10.0 * torch.log10(num / den)).mean(dim=-1)
 
 
+def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, zero_mean: bool = True) -> torch.Tensor:
+    """Scale-invariant SDR (Le Roux et al. 2019) in dB per channel, averaged over channels.
+
+    The reference is rescaled by ``alpha = <s_hat, s> / <s, s>`` before measuring the error, so a gain
+    applied to the estimate does not change the score:
+    ``10 * log10(|alpha s|^2 / |alpha s - s_hat|^2)``.
+
+    Args:
+        reference: ``(..., channels, samples)``.
+        estimate: same shape as ``reference``.
+        zero_mean: remove each channel's mean first (the paper's definition).
+
+    Returns:
+        ``(...)`` SI-SDR in dB, float64. A silent reference channel gives NaN.
+    """
+    _check_shapes(reference, estimate)
+    ref, est = reference.double(), estimate.double()
+    if zero_mean:
+        ref = ref - ref.mean(dim=-1, keepdim=True)
+        est = est - est.mean(dim=-1, keepdim=True)
+    alpha = (est * ref).sum(dim=-1, keepdim=True) / ref.square().sum(dim=-1, keepdim=True)
+    target = alpha * ref
+    ratio = target.square().sum(dim=-1) / (target - est).square().sum(dim=-1)
+    return (10.0 * torch.log10(ratio)).mean(dim=-1)
+
+
 def _check_shapes(reference: torch.Tensor, estimate: torch.Tensor) -> None:
     if reference.shape != estimate.shape:
         raise ValueError(
