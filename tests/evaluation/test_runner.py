@@ -115,3 +115,15 @@ def test_evaluator_rejects_bad_settings():
         SeparationEvaluator({"snr": snr}, baselines=["oracle"])
     with pytest.raises(ValueError, match="empty"):
         SeparationEvaluator({})
+
+
+def test_a_metric_that_raises_gives_nan_with_the_reason(tmp_path):
+    def picky(reference, estimate):
+        raise ValueError("reference source 1 is silent over the whole track")
+
+    ev = SeparationEvaluator({"global_sdr": global_sdr, "picky": picky}, progress=False)
+    ev.evaluate([FakeTrack("t1", 1)], _noisy_estimate(0.1), tmp_path, digest="x")
+    res = json.loads((tmp_path / "results" / "t1.json").read_text())
+    assert math.isnan(res["scores"]["model"]["a"]["picky"])
+    assert math.isfinite(res["scores"]["model"]["a"]["global_sdr"])
+    assert any("picky=nan: reference source 1 is silent" in n for n in res["notes"])

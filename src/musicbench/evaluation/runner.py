@@ -58,8 +58,17 @@ class SeparationEvaluator:
         """Score one system on one track -> (``{source: {metric: value}}``, framewise values, notes)."""
         scores: dict[str, dict[str, float]] = {s: {} for s in sources}
         frames: dict[str, dict[str, list[float]]] = {}
+        failures = []
         for name, metric in self.metrics.items():
-            out = metric(reference, estimate)
+            try:
+                out = metric(reference, estimate)
+            except ValueError as exc:
+                # An undefined metric (e.g. BSSEval on a wholly silent stem) must not stop the evaluation of
+                # the other tracks: it is NaN, with the reason recorded.
+                failures.append(f"{name}=nan: {exc}")
+                for source in sources:
+                    scores[source][name] = math.nan
+                continue
             named = out if isinstance(out, Mapping) else {name: out}
             for key, vals in named.items():
                 vals = vals.detach().double().cpu()
@@ -70,8 +79,12 @@ class SeparationEvaluator:
                         scores[source][key] = track_value(v.tolist())
                     else:
                         scores[source][key] = float(v)
-        notes = _explain_nonfinite(scores, reference, estimate, sources)
+        notes = failures + _explain_nonfinite(scores, reference, estimate, sources, skip=self._failed(failures))
         return scores, frames, notes
+
+    @staticmethod
+    def _failed(failures: list[str]) -> set[str]:
+        return {f.split("=", 1)[0] for f in failures}
 
     def evaluate(
         self,
@@ -200,12 +213,12 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _explain_nonfinite(scores, reference, estimate, sources) -> list[str]:
+def _explain_nonfinite(scores, reference, estimate, sources, skip=frozenset()) -> list[str]:
     """A reason for every non-finite score, so no NaN/inf reaches a table unexplained."""
     notes = []
     for i, source in enumerate(sources):
         for metric, v in scores[source].items():
-            if math.isfinite(v):
+            if math.isfinite(v) or metric in skip:
                 continue
             if not reference[i].abs().amax() > 0:
                 why = "reference is digitally silent"
