@@ -44,7 +44,8 @@ run: data ## Main job: train the U-Net separator on the chorales, evaluate on th
 	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)
 
 test: install ## Run the whole test suite
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@# One BLAS/OpenMP thread per xdist worker: two workers already fill the 2 cores, more threads thrash.
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: install ## Lint with ruff
 	$(VENV)/bin/ruff check src tests

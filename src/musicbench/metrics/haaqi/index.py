@@ -1,0 +1,172 @@
+"""HAAQI v1 (Kates & Arehart 2016): pyclarity's ``haaqi_v1`` / ``compute_haaqi`` in torch.
+
+``haaqi`` scores one pair or a batch; the internal auditory-threshold noise comes from a torch generator
+(or a seed), so a score is reproducible and the same on any device for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from musicbench.hearing.audiogram import Audiogram
+from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES, NoiseFn, ear_model
+from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
+
+AudiogramLike = Audiogram | torch.Tensor | np.ndarray | Sequence[float]
+
+
+def _levels(audiogram: AudiogramLike) -> torch.Tensor:
+    """``(6,)`` float64 thresholds at the HAAQI frequencies (Audiograms are resampled as pyclarity does)."""
+    if isinstance(audiogram, Audiogram):
+        return torch.as_tensor(
+            audiogram.resample(HAAQI_AUDIOGRAM_FREQUENCIES).levels.copy(), dtype=torch.float64
+        )
+    levels = torch.as_tensor(audiogram, dtype=torch.float64)
+    if levels.shape != (6,):
+        raise ValueError(
+            f"audiogram levels must be (6,) thresholds at {HAAQI_AUDIOGRAM_FREQUENCIES} Hz, got {tuple(levels.shape)}"
+        )
+    return levels
+
+
+def haaqi_v1(
+    reference: torch.Tensor,
+    reference_sr: float,
+    processed: torch.Tensor,
+    processed_sr: float,
+    audiogram: AudiogramLike,
+    equalisation: int = 1,
+    level1: float = 65.0,
+    silence_threshold: float = 2.5,
+    segment_covariance: int = 16,
+    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HAAQI of one ``(T_r,)`` reference and ``(T_p,)`` processed signal (pyclarity's ``haaqi_v1``).
+
+    Returns:
+        ``(combined, nonlinear, linear, raw)``: 0-dim tensors and ``raw = (4,)`` =
+        [cepstral high, BM sync 5, d_loud, d_norm].
+    """
+    hearing_loss = _levels(audiogram).to(reference.device)
+    ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, sample_rate = ear_model(
+        reference,
+        reference_sr,
+        processed,
+        processed_sr,
+        hearing_loss,
+        equalisation,
+        level1,
+        noise=noise,
+        generator=generator,
+    )
+    segment_size = 8  # ms
+    ref_smooth = env_smooth(ref_db, segment_size, sample_rate)
+    proc_smooth = env_smooth(proc_db, segment_size, sample_rate)
+    _, _, mel_cepstral_high, _ = melcor9(ref_smooth, proc_smooth, silence_threshold, segment_size)
+    dloud, dnorm, _ = spectrum_diff(ref_sl, proc_sl)
+    cov, ref_ms, _ = bm_covary(ref_bm, proc_bm, segment_covariance, sample_rate)
+    _, sync = ave_covary2(cov, ref_ms, silence_threshold)
+    bm_sync5 = sync[4]
+    d_loud = (1.0 - dloud[1] / 2.5).clamp(0, 1)
+    d_norm = (1.0 - dnorm[1] / 25).clamp(0, 1)
+    nonlinear = 0.754 * (mel_cepstral_high**3) + 0.246 * bm_sync5
+    linear = 0.329 * d_loud + 0.671 * d_norm
+    combined = 0.336 * nonlinear + 0.001 * linear + 0.501 * (nonlinear**2) + 0.161 * (linear**2)
+    raw = torch.stack((mel_cepstral_high, bm_sync5, d_loud, d_norm))
+    return combined, nonlinear, linear, raw
+
+
+def _audiogram_list(audiogram, batch: int) -> list:
+    """One audiogram per item: a shared Audiogram / (6,) levels, or a sequence / (batch, 6) array."""
+    if isinstance(audiogram, Audiogram):
+        return [audiogram] * batch
+    if isinstance(audiogram, torch.Tensor | np.ndarray):
+        return [audiogram] * batch if audiogram.ndim == 1 else list(audiogram)
+    items = list(audiogram)
+    if items and np.ndim(items[0]) == 0 and not isinstance(items[0], Audiogram):
+        return [items] * batch
+    return items
+
+
+def _generators(batch: int, generator, seed) -> list[torch.Generator | None]:
+    if generator is not None and seed is not None:
+        raise ValueError("give a generator or a seed, not both")
+    if seed is None:
+        return [generator] * batch
+    seeds = [int(seed) + i for i in range(batch)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+    if len(seeds) != batch:
+        raise ValueError(f"{len(seeds)} seeds for a batch of {batch}")
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def haaqi(
+    reference: torch.Tensor,
+    processed: torch.Tensor,
+    reference_sr: float,
+    processed_sr: float,
+    audiogram: AudiogramLike | Sequence[AudiogramLike],
+    equalisation: int = 1,
+    level1: float = 65.0,
+    generator: torch.Generator | None = None,
+    seed: int | Sequence[int] | None = None,
+    noise: NoiseFn | Sequence[NoiseFn] | None = None,
+) -> torch.Tensor:
+    """HAAQI score(s) in [0, 1], as pyclarity's ``compute_haaqi(processed, reference, processed_sr,
+    reference_sr, audiogram, equalisation, level1)`` (note: reference first here).
+
+    Args:
+        reference: ``(T_r,)`` or ``(batch, T_r)`` clean reference; RMS 1 = ``level1`` dB SPL.
+        processed: ``(T_p,)`` or ``(batch, T_p)`` processed signal (hearing-aid output, with its gain).
+        reference_sr, processed_sr: sample rates in Hz (both are resampled to 24 kHz internally).
+        audiogram: the listener's ``Audiogram`` (resampled to 250 ... 6000 Hz) or ``(6,)`` thresholds in
+            dB HL at those frequencies; for a batch, one per item or one shared.
+        equalisation: 1 = add NAL-R to the reference inside the model, 2 = the reference already has it.
+        level1: dB SPL of a signal with RMS 1.
+        generator: torch generator for the internal threshold noise (used for the items in turn).
+        seed: instead of ``generator``: an int (item ``i`` uses ``seed + i``) or one seed per item.
+        noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity tests).
+
+    Returns:
+        ``()`` score for 1-D inputs, ``(batch,)`` scores for 2-D inputs (float64, on the input's device).
+        An empty reference scores 1 if the processed signal is empty too, 0 otherwise (as pyclarity).
+
+    Items of a batch are scored in turn (each one vectorised over its 32 bands and all samples): after
+    the input alignment every item has its own length, segment count and delays.
+
+    The internal noise (auditory threshold, -10 dB re: threshold) changes scores by ~1e-4: pass
+    ``generator`` or ``seed`` for reproducible scores; unseeded calls draw from torch's global RNG.
+    """
+    single = reference.ndim == 1
+    refs = reference[None] if single else reference
+    procs = processed[None] if single else processed
+    if refs.ndim != 2 or procs.ndim != 2 or refs.shape[0] != procs.shape[0]:
+        raise ValueError(f"reference {tuple(reference.shape)} / processed {tuple(processed.shape)} mismatch")
+    batch = refs.shape[0]
+    audiograms = _audiogram_list(audiogram, batch)
+    if len(audiograms) != batch:
+        raise ValueError(f"{len(audiograms)} audiograms for a batch of {batch}")
+    gens = _generators(batch, generator, seed)
+    noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
+    scores = []
+    for i in range(batch):
+        if refs.shape[-1] == 0:
+            scores.append(torch.tensor(1.0 if procs.shape[-1] == 0 else 0.0, dtype=torch.float64))
+            continue
+        score, _, _, _ = haaqi_v1(
+            refs[i],
+            reference_sr,
+            procs[i],
+            processed_sr,
+            audiograms[i],
+            equalisation,
+            level1,
+            generator=gens[i],
+            noise=noises[i],
+        )
+        scores.append(score)
+    out = torch.stack([s.to(reference.device) for s in scores])
+    return out[0] if single else out
