@@ -23,6 +23,7 @@ from typing import Final
 import numpy as np
 import torch
 
+from musicbench.audio.fft import fft_convolve
 from musicbench.hearing.audiogram import Audiogram, interpolate_levels
 
 NALR_FREQUENCIES: Final = (250, 500, 1000, 2000, 4000, 6000)  # Hz
@@ -103,10 +104,7 @@ def apply_nalr(fir: torch.Tensor, signal: torch.Tensor, compensate_delay: bool =
         raise TypeError("fir or signal must be floating point")
     dtype = torch.promote_types(fir.dtype, signal.dtype)
     taps, samples = fir.shape[-1], signal.shape[-1]
-    n_out = samples + taps - 1
-    n_fft = _fast_fft_size(n_out)
-    spectrum = torch.fft.rfft(signal.to(dtype), n=n_fft) * torch.fft.rfft(fir.to(dtype), n=n_fft)
-    out = torch.fft.irfft(spectrum, n=n_fft)[..., :n_out]
+    out = fft_convolve(signal.to(dtype), fir.to(dtype), n_out=samples + taps - 1)
     if compensate_delay:
         start = (taps - 1) // 2
         out = out[..., start : start + samples]
@@ -220,19 +218,3 @@ def _fir2(gains: torch.Tensor, nfir: int) -> torch.Tensor:
     impulse = torch.fft.irfft(spectrum, n=2 * n_grid)
     window = torch.hamming_window(n_taps, periodic=False, dtype=dtype, device=device)
     return impulse[..., :n_taps] * window
-
-
-def _fast_fft_size(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= n: FFT lengths with only small prime factors are fast."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best

@@ -33,6 +33,7 @@ import scipy.signal
 import torch
 import torchaudio.functional as taf
 
+from musicbench.audio.fft import fft_convolve, next_fast_len
 from musicbench.hearing.audiogram import interpolate_levels
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
 
@@ -45,34 +46,6 @@ IHC_THRESHOLD_DB = -10.0  # additive noise level, dB re: auditory threshold
 SMALL = 1e-30
 
 NoiseFn = Callable[[int], torch.Tensor]
-
-
-def fast_fft_size(n: int) -> int:
-    """The smallest ``2^a 3^b 5^c >= n``."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
-def fft_convolve(x: torch.Tensor, h: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
-    """``(..., n_out)`` the first ``n_out`` samples (default ``T``) of the full convolution ``x * h``.
-
-    ``x`` is ``(..., T)``, ``h`` is ``(..., L)``; leading dimensions broadcast.
-    """
-    t, taps = x.shape[-1], h.shape[-1]
-    n_out = t if n_out is None else n_out
-    n_fft = fast_fft_size(t + taps - 1)
-    y = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
-    return y[..., :n_out]
 
 
 @functools.lru_cache(maxsize=64)
@@ -225,7 +198,7 @@ def _xcorr(a: torch.Tensor, v: torch.Tensor, max_lag: int) -> torch.Tensor:
     """
     n = a.shape[-1]
     max_lag = min(max_lag, n - 1)
-    n_fft = fast_fft_size(n + max_lag + 1)  # no circular wrap within +/- max_lag
+    n_fft = next_fast_len(n + max_lag + 1)  # no circular wrap within +/- max_lag
     c = torch.fft.irfft(torch.fft.rfft(a, n=n_fft) * torch.fft.rfft(v, n=n_fft).conj(), n=n_fft)
     return torch.cat((c[..., n_fft - max_lag :], c[..., : max_lag + 1]), dim=-1)
 
@@ -326,7 +299,7 @@ def gammatone(
 
 def gammatone_fft_size(n_samples: int) -> int:
     """FFT length for ``gammatone``: no circular wrap of the (truncated-to-negligible) responses."""
-    return fast_fft_size(n_samples + GAMMATONE_TAPS)
+    return next_fast_len(n_samples + GAMMATONE_TAPS)
 
 
 def bandwidth_adjust(
