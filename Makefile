@@ -11,7 +11,7 @@ CHORALES_TRACKS ?= 32
 CHORALES_SECONDS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: help install sysdeps data run test lint format clean
+.PHONY: help install sysdeps data run test bench lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -47,13 +47,16 @@ test: install ## Run the whole test suite
 	@# One BLAS/OpenMP thread per xdist worker: two workers already fill the 2 cores, more threads thrash.
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+bench: install ## Benchmarks: ours vs the reference implementations side by side (BENCH_ARGS="--quick --only bsseval")
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 lint: install ## Lint with ruff
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 format: install ## Auto-format with ruff
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 clean: ## Remove the venv, caches and run outputs (keeps data/)
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache build dist src/*.egg-info

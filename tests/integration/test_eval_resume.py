@@ -27,13 +27,22 @@ def setup(tmp_path_factory, tiny_chorales_root):
     """A tiny trained checkpoint and a dataset with 6 test tracks."""
     tmp = tmp_path_factory.mktemp("evalresume")
     root = tmp / "chorales"
-    generate_chorales(root, progress=False, num_tracks=NUM_TEST + 2, max_seconds=4.0, num_test=NUM_TEST,
-                      num_valid=1)
+    generate_chorales(
+        root, progress=False, num_tracks=NUM_TEST + 2, max_seconds=4.0, num_test=NUM_TEST, num_valid=1
+    )
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["debug=tiny", "trainer.max_epochs=1", "test=false",
-                                          f"paths.output_dir={tmp / 'run'}", f"paths.chorales_root={root}",
-                                          "callbacks.progress_bar=null"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "debug=tiny",
+                "trainer.max_epochs=1",
+                "test=false",
+                f"paths.output_dir={tmp / 'run'}",
+                f"paths.chorales_root={root}",
+                "callbacks.progress_bar=null",
+            ],
+        )
     train(cfg)
     return root, tmp / "run" / "checkpoints" / "last.ckpt"
 
@@ -41,8 +50,16 @@ def setup(tmp_path_factory, tiny_chorales_root):
 def _evaluate(out_dir, root, ckpt, *overrides):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"ckpt_path={ckpt}", f"paths.output_dir={out_dir}",
-                                         f"paths.chorales_root={root}", "evaluator.progress=false", *overrides])
+        cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={ckpt}",
+                f"paths.output_dir={out_dir}",
+                f"paths.chorales_root={root}",
+                "evaluator.progress=false",
+                *overrides,
+            ],
+        )
     return evaluate(cfg, data_from_checkpoint=False)[0]
 
 
@@ -60,13 +77,20 @@ def test_kill_9_then_rerun_equals_uninterrupted(setup, tmp_path):
     reference = _evaluate(tmp_path / "ref", root, ckpt)
 
     env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
-    cmd = [BIN / "mb-eval", f"ckpt_path={ckpt}", f"paths.chorales_root={root}", "data=chorales",
-           "evaluator.progress=false"]
+    cmd = [
+        BIN / "mb-eval",
+        f"ckpt_path={ckpt}",
+        f"paths.chorales_root={root}",
+        "data=chorales",
+        "evaluator.progress=false",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     run_dir = None
     while time.monotonic() < deadline and proc.poll() is None:
-        found = [p for p in (tmp_path / "outputs").glob("eval/*/*/results/*.json") if not p.name.startswith(".")]
+        found = [
+            p for p in (tmp_path / "outputs").glob("eval/*/*/results/*.json") if not p.name.startswith(".")
+        ]
         if found:
             os.kill(proc.pid, signal.SIGKILL)
             run_dir = found[0].parents[1]

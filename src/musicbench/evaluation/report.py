@@ -43,4 +43,8 @@ def summary_table(summary: Mapping[str, Any], stat: str = "median", title: str |
 
 def print_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
     """Print the median (MUSDB protocol) per-source table of a summary."""
-    (console or Console()).print(summary_table(summary))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # logs and pipes: don't squeeze the columns into 80 characters
+            console.width = 200
+    console.print(summary_table(summary))

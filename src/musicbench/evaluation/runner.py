@@ -79,7 +79,9 @@ class SeparationEvaluator:
                         scores[source][key] = track_value(v.tolist())
                     else:
                         scores[source][key] = float(v)
-        notes = failures + _explain_nonfinite(scores, reference, estimate, sources, skip=self._failed(failures))
+        notes = failures + _explain_nonfinite(
+            scores, reference, estimate, sources, skip=self._failed(failures)
+        )
         return scores, frames, notes
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""Side-by-side speed/parity benchmarks against reference implementations (``python -m benchmarks``)."""
