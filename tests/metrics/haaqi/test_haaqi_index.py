@@ -6,6 +6,7 @@ import torch
 from clarity.evaluator.haaqi import compute_haaqi
 from clarity.utils.audiogram import Audiogram as ClarityAudiogram
 
+from musicbench.audio.testsignals import music_like
 from musicbench.hearing.audiogram import Audiogram
 from musicbench.metrics.haaqi import haaqi
 
@@ -23,14 +24,7 @@ TOL = 1e-6  # measured: ~1e-11 with the same noise draws; the brief's target is 
 
 def _music(seconds, sample_rate, seed=0):
     """Harmonic notes with attack/decay envelopes plus a little noise (RMS ~0.1)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    x = 0.003 * rng.standard_normal(len(t))
-    for f0, start in zip(rng.uniform(110, 880, 5), np.linspace(0, seconds * 0.7, 5), strict=True):
-        env = np.clip((t - start) * 40, 0, 1) * np.exp(-np.clip(t - start, 0, None) * 2)
-        for h in range(1, 7):
-            x += 0.06 / h * env * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi))
-    return x
+    return music_like(seconds, sample_rate, seed, notes=5, span=0.7)
 
 
 def _lowpass(x, sample_rate, cutoff):
@@ -97,8 +91,9 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize(("case", "listener", "equalisation", "ref_sr", "proc_sr", "gain_db"), CASES)
-def test_haaqi_matches_pyclarity(case, listener, equalisation, ref_sr, proc_sr, gain_db):
+def test_haaqi_matches_pyclarity(case, listener, equalisation, ref_sr, proc_sr, gain_db, backend):
     ref, proc = (v * 10 ** (gain_db / 20) for v in _case(case, ref_sr))
     if proc_sr != ref_sr:  # the same content at the processed rate
         from scipy.signal import resample_poly
@@ -114,10 +109,52 @@ def test_haaqi_matches_pyclarity(case, listener, equalisation, ref_sr, proc_sr, 
         Audiogram(levels=np.asarray(levels, float), frequencies=FREQS),
         equalisation=equalisation,
         noise=_numpy_noise(7),
+        backend=backend,
+        resampling="pyclarity",  # 44.1 kHz: pyclarity's whole-kHz rounding, for exact parity
     )
     assert ours.shape == ()
     assert abs(float(ours) - theirs) < TOL, (float(ours), theirs)
     assert theirs != pytest.approx(0.162, abs=1e-4)  # not the degenerate below-threshold score
+
+
+def test_sample_rate_trap_reproduced_in_pyclarity_mode_and_fixed_by_default():
+    """A 44.1 kHz reference against the same content at 24 kHz (normal hearing, no NAL-R)."""
+    from scipy.signal import resample_poly
+
+    ref = _music(2.0, 44100)
+    proc = resample_poly(ref, 80, 147)  # exactly 24 kHz
+    normal = AUDIOGRAMS["normal"]
+    theirs = _pyclarity(ref, proc, 44100, 24000, normal, 1, seed=0)
+    same_rate = _pyclarity(ref, ref, 44100, 44100, normal, 1, seed=0)
+    assert theirs < same_rate - 0.3  # the reference code's collapse
+    args = (torch.from_numpy(ref), torch.from_numpy(proc), 44100, 24000, normal)
+    compat = haaqi(*args, seed=0, resampling="pyclarity")
+    exact = haaqi(*args, seed=0)
+    assert abs(float(compat) - theirs) < 2e-3
+    assert float(exact) > 0.9 and abs(float(exact) - same_rate) < 0.02
+
+
+def test_noise_is_the_same_on_both_backends():
+    ref, proc = _case("noisy", seconds=0.5)
+    args = (torch.from_numpy(ref), torch.from_numpy(proc), 24000, 24000, AUDIOGRAMS["mild"])
+    a = haaqi(*args, seed=5, backend="numba")
+    b = haaqi(*args, seed=5, backend="torch")
+    c = haaqi(*args, seed=6, backend="numba")
+    assert abs(float(a) - float(b)) < 1e-9
+    assert float(a) != float(c)  # the seed reaches the noise
+
+
+def test_threshold_noise_is_standard_normal_and_independent():
+    from musicbench.metrics.haaqi.noise import threshold_noise
+
+    z = threshold_noise(1, 4, 100_001)
+    assert z.shape == (4, 100_001) and z.dtype == torch.float64
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01
+    assert abs(float((z[..., :-1] * z[..., 1:]).mean())) < 0.01  # no lag-1 correlation
+    assert abs(float((z[0] * z[1]).mean())) < 0.01  # streams are independent
+    assert abs(float((z**4).mean()) - 3.0) < 0.1  # Gaussian kurtosis
+    torch.testing.assert_close(threshold_noise(1, 4, 1000), z[:, :1000])
+    assert not torch.equal(threshold_noise(2, 1, 1000), z[:1, :1000])
 
 
 def test_torch_noise_is_seeded_and_close_to_pyclarity():

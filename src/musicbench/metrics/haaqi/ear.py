@@ -16,7 +16,8 @@ Every stage is a port of the pyclarity function of the same name, vectorised ove
   stop at ~1e-17; this only matters where the envelope and BM alignments differ (measured effect on the
   score < 1e-9 in the tests).
 - cross-correlations (``input_align``, ``envelope_align``) are single FFT cross-correlations.
-- ``resample_24khz`` is scipy's ``resample_poly`` (polyphase, Kaiser window) as strided convolutions.
+- ``resample_24khz`` is scipy's ``resample_poly`` (polyphase, Kaiser window; strided convolutions on GPU),
+  by default at the exact rate ratio rather than pyclarity's whole-kHz rounding (see ``resampling_ratio``).
 
 Sample rates are in Hz, levels in dB SPL (``level1`` = the level of a signal with RMS 1), envelopes in dB
 SL after ``envelope_sl``.
@@ -27,8 +28,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
+import scipy.fft
 import scipy.signal
 import torch
 import torchaudio.functional as taf
@@ -36,6 +39,7 @@ import torchaudio.functional as taf
 from musicbench.audio.fft import fft_convolve, next_fast_len
 from musicbench.hearing.audiogram import interpolate_levels
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
+from musicbench.metrics.haaqi.noise import stream_key, threshold_noise
 
 HAAQI_AUDIOGRAM_FREQUENCIES = (250, 500, 1000, 2000, 4000, 6000)  # Hz
 SAMPLE_RATE = 24000  # Hz, the cochlear model's rate
@@ -71,6 +75,8 @@ def iir_filter(x: torch.Tensor, b, a) -> torch.Tensor:
 
 def lfilter(x: torch.Tensor, b, a) -> torch.Tensor:
     """``scipy.signal.lfilter`` (recursive; for filters with long impulse responses on a few rows)."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(scipy.signal.lfilter(np.asarray(b, float), np.asarray(a, float), x.numpy()))
     b_t = torch.as_tensor(np.asarray(b, dtype=np.float64), device=x.device)
     a_t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=x.device)
     n = max(len(b_t), len(a_t))
@@ -140,6 +146,8 @@ def _resample_poly(x: torch.Tensor, up: int, down: int) -> torch.Tensor:
     up, down = up // g, down // g
     if up == down == 1:
         return x.clone()
+    if x.device.type == "cpu":  # scipy's upfirdn is compiled; the strided convolutions below are for GPUs
+        return torch.from_numpy(scipy.signal.resample_poly(x.numpy(), up, down, axis=-1))
     n_in = x.shape[-1]
     n_out = n_in * up
     n_out = n_out // down + bool(n_out % down)
@@ -171,20 +179,43 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.mean(x**2, dim=-1, keepdim=True))
 
 
-def resample_24khz(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    """pyclarity's ``resample_24khz``: polyphase resampling at round(sr / 1 kHz) : 24, RMS matched.
+RESAMPLING_MODES = ("exact", "pyclarity")
+
+
+def resampling_ratio(sample_rate: float, mode: str = "exact") -> tuple[int, int, float]:
+    """``(up, down, input rate in kHz)`` of the polyphase resampler that brings ``sample_rate`` to 24 kHz.
+
+    ``"exact"`` uses the exact ratio (44.1 kHz: 80 / 147). ``"pyclarity"`` reproduces pyclarity's
+    ``resample_24khz``, which rounds the input rate to whole kHz (44.1 kHz -> 24 / 44): the output then runs
+    0.23 % fast, and a 44.1 kHz signal compared with one at 24 or 32 kHz drifts out of alignment (the
+    "sample-rate trap": identical content scores ~0.26 instead of ~1).
+    """
+    if mode == "pyclarity":
+        sr_khz = int(np.round(sample_rate / 1000))
+        return SAMPLE_RATE // 1000, sr_khz, float(sr_khz)
+    if mode != "exact":
+        raise ValueError(f"HAAQI resampling must be one of {RESAMPLING_MODES}, got {mode!r}")
+    if not sample_rate > 0:
+        raise ValueError(f"sample rate must be positive, got {sample_rate} Hz")
+    ratio = Fraction(SAMPLE_RATE) / Fraction(sample_rate).limit_denominator(1000)
+    return ratio.numerator, ratio.denominator, sample_rate / 1000
+
+
+def resample_24khz(x: torch.Tensor, sample_rate: float, mode: str = "exact") -> torch.Tensor:
+    """pyclarity's ``resample_24khz``: polyphase resampling to 24 kHz, RMS matched.
 
     ``x`` is ``(..., T)`` float64; returns ``(..., T')`` at 24 kHz. Upsampled signals have their RMS matched
     to the input's; downsampled ones have the RMS within a 21 kHz band (Chebyshev II, 7th order) matched.
+    ``mode``: see ``resampling_ratio`` (``"pyclarity"`` rounds the rate to whole kHz, as the reference).
     """
-    target_khz = round(SAMPLE_RATE / 1000)
-    sr_khz = int(np.round(sample_rate / 1000))
-    if sr_khz == target_khz:
+    up, down, in_khz = resampling_ratio(sample_rate, mode)
+    target_khz = SAMPLE_RATE / 1000
+    if up == down:
         return x
-    y = _resample_poly(x, target_khz, sr_khz)
-    if sr_khz < target_khz:
+    y = _resample_poly(x, up, down)
+    if in_khz < target_khz:
         return (_rms(x) / _rms(y)) * y
-    b_in, a_in = scipy.signal.cheby2(7, 30, 21 / sr_khz)
+    b_in, a_in = scipy.signal.cheby2(7, 30, 21 / in_khz)
     b_out, a_out = scipy.signal.cheby2(7, 30, 21 / target_khz)
     x_filt = lfilter(x, b_in, a_in)
     y_filt = lfilter(y, b_out, a_out)
@@ -195,12 +226,61 @@ def _xcorr(a: torch.Tensor, v: torch.Tensor, max_lag: int) -> torch.Tensor:
     """``scipy.signal.correlate(a, v, 'full')`` restricted to lags ``-max_lag .. max_lag`` (last dim).
 
     Returns ``(..., 2 max_lag + 1)``; index ``k`` is lag ``k - max_lag``, i.e. ``sum_m a[m + lag] v[m]``.
+    On CPU, short lag ranges use block-wise spectra (``_xcorr_blocks``) and the transforms run in scipy's
+    pocketfft on ``torch.get_num_threads()`` workers (several times faster than torch's CPU FFT on long
+    rows); elsewhere one torch FFT pair of the whole rows.
     """
     n = a.shape[-1]
     max_lag = min(max_lag, n - 1)
-    n_fft = next_fast_len(n + max_lag + 1)  # no circular wrap within +/- max_lag
-    c = torch.fft.irfft(torch.fft.rfft(a, n=n_fft) * torch.fft.rfft(v, n=n_fft).conj(), n=n_fft)
+    if a.device.type == "cpu":
+        a_np, v_np = a.numpy(), v.numpy()
+        if 8 * max_lag < n:
+            return torch.from_numpy(_xcorr_blocks(a_np, v_np, max_lag))
+        n_fft = next_fast_len(n + max_lag + 1)
+        workers = torch.get_num_threads()
+        fa = scipy.fft.rfft(a_np, n=n_fft, workers=workers)
+        fa *= scipy.fft.rfft(v_np, n=n_fft, workers=workers).conj()
+        c = torch.from_numpy(scipy.fft.irfft(fa, n=n_fft, workers=workers))
+    else:
+        n_fft = next_fast_len(n + max_lag + 1)  # no circular wrap within +/- max_lag
+        c = torch.fft.irfft(torch.fft.rfft(a, n=n_fft) * torch.fft.rfft(v, n=n_fft).conj(), n=n_fft)
     return torch.cat((c[..., n_fft - max_lag :], c[..., : max_lag + 1]), dim=-1)
+
+
+def _xcorr_blocks(a: np.ndarray, v: np.ndarray, max_lag: int, n_fft: int | None = None) -> np.ndarray:
+    """``_xcorr`` for ``max_lag`` much shorter than the rows, from cache-sized FFTs (CPU, NumPy).
+
+    ``v`` is cut into blocks of ``B = n_fft - 2 max_lag`` samples; block ``b`` only meets
+    ``a[bB - max_lag : (b + 1)B + max_lag]`` within the lag range, and the correlation of those two has no
+    circular wrap at FFT size ``n_fft``. The block cross-spectra are summed, so one inverse FFT per row
+    gives every lag: ``2 n_fft / B`` forward points per sample instead of three row-length FFTs.
+    """
+    lead, n = a.shape[:-1], a.shape[-1]
+    a2, v2 = a.reshape(-1, n), v.reshape(-1, n)
+    if n_fft is None:
+        n_fft = 1 << max(12, (16 * max_lag).bit_length())
+    block = n_fft - 2 * max_lag
+    nblocks = -(-n // block)
+    workers = torch.get_num_threads()
+    out = np.empty((a2.shape[0], 2 * max_lag + 1))
+    rows_per_chunk = max(1, (1 << 22) // (nblocks * n_fft))  # ~32 MB of segments per chunk
+    for r0 in range(0, a2.shape[0], rows_per_chunk):
+        rows = slice(r0, r0 + rows_per_chunk)
+        ap = np.zeros((len(a2[rows]), nblocks * block + 2 * max_lag))
+        ap[:, max_lag : max_lag + n] = a2[rows]
+        vp = np.zeros((len(v2[rows]), nblocks * block))
+        vp[:, :n] = v2[rows]
+        segs = np.lib.stride_tricks.as_strided(
+            ap,
+            shape=(ap.shape[0], nblocks, block + 2 * max_lag),
+            strides=(ap.strides[0], block * ap.strides[1], ap.strides[1]),
+            writeable=False,
+        )
+        spec = scipy.fft.rfft(segs, n=n_fft, workers=workers)
+        spec *= scipy.fft.rfft(vp.reshape(-1, nblocks, block), n=n_fft, workers=workers).conj()
+        corr = scipy.fft.irfft(spec.sum(axis=1), n=n_fft, workers=workers)
+        out[rows] = corr[:, : 2 * max_lag + 1]  # circular index s is lag s - max_lag
+    return out.reshape(*lead, 2 * max_lag + 1)
 
 
 def input_align(reference: torch.Tensor, processed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +386,14 @@ def bandwidth_adjust(
     control: torch.Tensor, bandwidth_min: torch.Tensor, bandwidth_max: torch.Tensor, level1: float
 ) -> torch.Tensor:
     """pyclarity's ``bandwidth_adjust``: ``(..., nchan)`` bandwidths from ``(..., nchan, T)`` controls."""
-    control_db = 20 * torch.log10(_rms(control)[..., 0]) + level1
+    return bandwidth_from_rms(_rms(control)[..., 0], bandwidth_min, bandwidth_max, level1)
+
+
+def bandwidth_from_rms(
+    control_rms: torch.Tensor, bandwidth_min: torch.Tensor, bandwidth_max: torch.Tensor, level1: float
+) -> torch.Tensor:
+    """``bandwidth_adjust`` from the ``(..., nchan)`` RMS of the control envelopes."""
+    control_db = 20 * torch.log10(control_rms) + level1
     mid = bandwidth_min + ((control_db - 50) / 50) * (bandwidth_max - bandwidth_min)
     return torch.where(control_db < 50, bandwidth_min, torch.where(control_db > 100, bandwidth_max, mid))
 
@@ -338,6 +425,31 @@ def env_compress_basilar_membrane(
     return gain * envsig, gain * bm
 
 
+def envelope_delays(
+    reference: torch.Tensor, output: torch.Tensor, sample_rate: int = SAMPLE_RATE, corr_range: int = 100
+) -> torch.Tensor:
+    """``(...,)`` int64 shifts that align each row of ``output`` to ``reference`` (``envelope_align``).
+
+    The shift is the cross-correlation peak within +/- ``corr_range`` ms: ``aligned[n] = output[n + d]``.
+    """
+    lags = int(np.rint(0.001 * corr_range * sample_rate))
+    npts = reference.shape[-1]
+    lags = min(lags, npts)
+    # pyclarity searches full-correlation indices npts - lags .. npts + lags - 1: lags 1 - lags .. lags.
+    # (lags == npts: the whole correlation.)
+    corr = _xcorr(reference, output, lags)[..., 1:] if lags < npts else _xcorr(reference, output, npts - 1)
+    return lags - torch.argmax(corr, dim=-1) - 1
+
+
+def shift_rows(x: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
+    """``out[..., n] = x[..., n + delay[...]]``, zero where ``n + delay`` falls outside the row."""
+    npts = x.shape[-1]
+    idx = torch.arange(npts, device=x.device) + delay.to(x.device)[..., None]
+    valid = (idx >= 0) & (idx < npts)
+    shifted = torch.gather(x, -1, idx.clamp(0, npts - 1))
+    return torch.where(valid, shifted, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def envelope_align(
     reference: torch.Tensor, output: torch.Tensor, sample_rate: int = SAMPLE_RATE, corr_range: int = 100
 ) -> torch.Tensor:
@@ -346,17 +458,7 @@ def envelope_align(
     Each row of ``output`` is shifted (zero fill) to the cross-correlation peak with ``reference`` within
     +/- ``corr_range`` ms.
     """
-    lags = int(np.rint(0.001 * corr_range * sample_rate))
-    npts = reference.shape[-1]
-    lags = min(lags, npts)
-    # pyclarity searches full-correlation indices npts - lags .. npts + lags - 1: lags 1 - lags .. lags.
-    # (lags == npts: the whole correlation.)
-    corr = _xcorr(reference, output, lags)[..., 1:] if lags < npts else _xcorr(reference, output, npts - 1)
-    delay = lags - torch.argmax(corr, dim=-1) - 1  # (...,)
-    idx = torch.arange(npts, device=output.device) + delay[..., None]
-    valid = (idx >= 0) & (idx < npts)
-    shifted = torch.gather(output, -1, idx.clamp(0, npts - 1))
-    return torch.where(valid, shifted, torch.zeros((), dtype=output.dtype, device=output.device))
+    return shift_rows(output, envelope_delays(reference, output, sample_rate, corr_range))
 
 
 def envelope_sl(
@@ -367,9 +469,12 @@ def envelope_sl(
     return env_db, (env_db + SMALL) / (envelope + SMALL) * bm
 
 
-@functools.lru_cache(maxsize=8)
-def _ihc_impulse_response(delta: float, sample_rate: float, tol: float = 1e-18) -> np.ndarray:
-    """Impulse response of the (linear) IHC adaptation circuit, by running pyclarity's recurrence."""
+def ihc_constants(delta: float, sample_rate: float) -> dict[str, float]:
+    """Equivalent-circuit constants of pyclarity's ``inner_hair_cell_adaptation`` (2 and 60 ms stages).
+
+    The recursion per sample is ``b1 = v0 r2 + p1 v1; b2 = p2 v2; v1 = denom (a22 b1 - a12 b2);
+    v2 = denom (-a21 b1 + a11 b2); out = (v0 - v1) / r1``.
+    """
     delta = max(delta, 1.0001)
     tau1, tau2 = 0.002, 0.060
     inv_fs = 1 / sample_rate
@@ -385,6 +490,26 @@ def _ihc_impulse_response(delta: float, sample_rate: float, tol: float = 1e-18) 
     denom = 1 / ((a11 * a22) - (a21 * a12))
     p1 = r_1 * r_2 * (c_1 / inv_fs)
     p2 = r_2 * r_3 * (c_2 / inv_fs)
+    return {
+        "r1": r_1,
+        "r2": r_2,
+        "p1": p1,
+        "p2": p2,
+        "denom": denom,
+        "a11": a11,
+        "a12": a12,
+        "a21": a21,
+        "a22": a22,
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _ihc_impulse_response(delta: float, sample_rate: float, tol: float = 1e-18) -> np.ndarray:
+    """Impulse response of the (linear) IHC adaptation circuit, by running pyclarity's recurrence."""
+    c = ihc_constants(delta, sample_rate)
+    r_1, r_2 = c["r1"], c["r2"]
+    denom, a11, a12, a21, a22 = c["denom"], c["a11"], c["a12"], c["a21"], c["a22"]
+    p1, p2 = c["p1"], c["p2"]
     # State space s[n] = A s[n-1] + B v0[n]; out = (v0 - s1[n]) / r_1. Express as b/a and use lfilter.
     big_a = denom * np.array([[a22 * p1, -a12 * p2], [-a21 * p1, a11 * p2]])
     big_b = denom * np.array([a22 * r_2, -a21 * r_2])
@@ -410,10 +535,10 @@ def inner_hair_cell_adaptation(
     return out, gain * bm
 
 
-def group_delay_compensate(
-    x: torch.Tensor, bandwidth: torch.Tensor, center_freq: torch.Tensor, sample_rate: float = SAMPLE_RATE
-) -> torch.Tensor:
-    """pyclarity's ``group_delay_compensate``: delay each band of ``(nchan, T)`` to the slowest's DC delay."""
+def group_delay_correction(
+    bandwidth: torch.Tensor, center_freq: torch.Tensor, sample_rate: float = SAMPLE_RATE
+):
+    """``(nchan,)`` int numpy delays that give every band the slowest band's DC group delay (samples)."""
     a, a_1, a_5, _ = _gammatone_coefficients(bandwidth, center_freq, sample_rate)
     a_np = a.detach().cpu().numpy()
     a1_np, a5_np = a_1.detach().cpu().numpy(), a_5.detach().cpu().numpy()
@@ -426,11 +551,15 @@ def group_delay_compensate(
         delays[n] = gd[0]
     delays = np.rint(delays).astype(int)
     delays -= delays.min()
-    correct = delays.max() - delays
-    t = x.shape[-1]
-    idx = torch.arange(t, device=x.device)[None, :] - torch.as_tensor(correct, device=x.device)[:, None]
-    shifted = torch.gather(x, -1, idx.clamp(min=0))
-    return torch.where(idx >= 0, shifted, torch.zeros((), dtype=x.dtype, device=x.device))
+    return delays.max() - delays
+
+
+def group_delay_compensate(
+    x: torch.Tensor, bandwidth: torch.Tensor, center_freq: torch.Tensor, sample_rate: float = SAMPLE_RATE
+) -> torch.Tensor:
+    """pyclarity's ``group_delay_compensate``: delay each band of ``(nchan, T)`` to the slowest's DC delay."""
+    correct = torch.as_tensor(group_delay_correction(bandwidth, center_freq, sample_rate), device=x.device)
+    return shift_rows(x, -correct)
 
 
 def convert_rms_to_sl(
@@ -468,6 +597,30 @@ def _zero_before(x: torch.Tensor, start: int) -> torch.Tensor:
     return x
 
 
+def available_backends() -> tuple[str, ...]:
+    """``("numba", "torch")`` where numba imports, else ``("torch",)``."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a dependency; keep torch usable without it
+        return ("torch",)
+    return ("numba", "torch")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"``: the numba kernels on CPU, torch elsewhere. Explicit names are checked."""
+    if backend == "auto":
+        return "numba" if device.type == "cpu" and "numba" in available_backends() else "torch"
+    if backend not in ("numba", "torch"):
+        raise ValueError(f"HAAQI backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    if backend == "numba" and device.type != "cpu":
+        raise ValueError(
+            f"the numba backend runs on CPU tensors; got {device} (use backend='torch' or 'auto')"
+        )
+    if backend not in available_backends():
+        raise ValueError("backend='numba' needs the numba package (pip install numba)")
+    return backend
+
+
 def ear_model(
     reference: torch.Tensor,
     reference_sr: float,
@@ -479,7 +632,9 @@ def ear_model(
     nchan: int = 32,
     m_delay: int = 1,
     noise: NoiseFn | None = None,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    backend: str = "auto",
+    resampling: str = "exact",
 ):
     """The cochlear model for one pair of signals (pyclarity's ``ear_model``).
 
@@ -491,28 +646,32 @@ def ear_model(
             2 quality with the reference already equalised.
         level1: dB SPL of a signal with RMS 1.
         noise: optional ``noise(n) -> (2, nchan, n)`` standard-normal draws for the reference and processed
-            BM threshold noise (for parity with a seeded NumPy run); by default ``torch.randn`` with
-            ``generator``.
-        generator: torch generator for the threshold noise (drawn on its device, then moved).
+            BM threshold noise (for parity with a seeded NumPy run); by default the counter-based streams
+            of ``seed`` (``noise.threshold_noise``), identical on every device and backend.
+        seed: the threshold-noise seed.
+        backend: ``"numba"`` (fused per-band CPU kernels), ``"torch"`` (FFT filtering, any device) or
+            ``"auto"`` (numba on CPU, torch elsewhere). Both compute the same model.
+        resampling: ``"exact"`` (default) or ``"pyclarity"`` (whole-kHz rounding of the input rates, for
+            bit-level parity at 44.1 / 22.05 kHz); see ``resampling_ratio``.
 
     Returns:
         ``(reference_db, reference_bm, processed_db, processed_bm, reference_sl, processed_sl, 24000)``:
         ``(nchan, T)`` envelopes in dB SL and BM motion, ``(nchan,)`` long-term levels in dB SL.
     """
     device = reference.device
+    backend = resolve_backend(backend, device)
     dt = torch.float64
     reference = reference.to(dt)
     processed = processed.to(dt)
     hearing_loss = torch.as_tensor(hearing_loss, dtype=dt, device=device)
     cf_np = center_frequency(nchan)
     cf = torch.as_tensor(cf_np, dtype=dt, device=device)
-    attn_ohc_y, bw_min_y, low_knee_y, cr_y, attn_ihc_y = loss_parameters(hearing_loss, cf_np)
-    hl_x = torch.zeros_like(hearing_loss) if itype == 0 else hearing_loss
-    attn_ohc_x, bw_min_x, low_knee_x, cr_x, attn_ihc_x = loss_parameters(hl_x, cf_np)
-    _, bandwidth_1, _, _, _ = loss_parameters(torch.full_like(hearing_loss, 100.0), cf_np)
+    loss_y = loss_parameters(hearing_loss, cf_np)
+    loss_x = loss_parameters(torch.zeros_like(hearing_loss) if itype == 0 else hearing_loss, cf_np)
+    bandwidth_1 = loss_parameters(torch.full_like(hearing_loss, 100.0), cf_np)[1]
 
-    ref24 = resample_24khz(reference, reference_sr)
-    proc24 = resample_24khz(processed, processed_sr)
+    ref24 = resample_24khz(reference, reference_sr, resampling)
+    proc24 = resample_24khz(processed, processed_sr, resampling)
     n_min = min(ref24.shape[-1], proc24.shape[-1])
     ref24, proc24 = input_align(ref24[:n_min], proc24[:n_min])
     nsamp = ref24.shape[-1]
@@ -521,7 +680,31 @@ def ear_model(
             hearing_loss, cfs=HAAQI_AUDIOGRAM_FREQUENCIES, nfir=NFIR_NALR, sample_rate=SAMPLE_RATE
         )
         ref24 = apply_nalr(fir, ref24)[NFIR_NALR : NFIR_NALR + nsamp]
+    draws = None if noise is None else torch.as_tensor(noise(nsamp), dtype=dt).to(device)
+    body = _cochlea_numba if backend == "numba" else _cochlea_torch
+    ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg = body(
+        ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, m_delay > 0
+    )
 
+    attn_ohc_x, _, low_knee_x, cr_x, attn_ihc_x = loss_x
+    attn_ohc_y, _, low_knee_y, cr_y, attn_ihc_y = loss_y
+    ref_sl = convert_rms_to_sl(ref_avg[0], ref_avg[1], attn_ohc_x, low_knee_x, cr_x, attn_ihc_x, level1)
+    proc_sl = convert_rms_to_sl(proc_avg[0], proc_avg[1], attn_ohc_y, low_knee_y, cr_y, attn_ihc_y, level1)
+    return ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, SAMPLE_RATE
+
+
+def _noise_gain(level1: float) -> float:
+    return 10 ** ((IHC_THRESHOLD_DB - level1) / 20)
+
+
+def _cochlea_torch(ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, delay_compensate):
+    """Middle ear to group-delay compensation with whole-array torch ops (FFT filtering); any device.
+
+    Returns ``(ref_db, ref_bm, proc_db, proc_bm, (ref_env_rms, ref_control_rms), (proc_...))``.
+    """
+    attn_ohc_x, bw_min_x, low_knee_x, cr_x, attn_ihc_x = loss_x
+    attn_ohc_y, bw_min_y, low_knee_y, cr_y, attn_ihc_y = loss_y
+    nchan, nsamp, device = len(cf), ref24.shape[-1], ref24.device
     # pyclarity's recursive filters output exact zeros until the first non-zero input sample (e.g. the
     # zeros input_align prepends); FFT filtering leaves ~1e-17 there, which envelope_sl's 1e-30 guards
     # would treat differently. Restore the exact zeros.
@@ -545,8 +728,8 @@ def ear_model(
     yenv, ybm = (_zero_before(v, proc_start) for v in gammatone(proc_mid, proc_bw, cf, spectrum=proc_spec))
     del ref_spec, proc_spec
 
-    ref_average, proc_average = _rms(xenv)[..., 0], _rms(yenv)[..., 0]
-    ref_control_average, proc_control_average = _rms(ref_control)[..., 0], _rms(proc_control)[..., 0]
+    ref_avg = (_rms(xenv)[..., 0], _rms(ref_control)[..., 0])
+    proc_avg = (_rms(yenv)[..., 0], _rms(proc_control)[..., 0])
 
     x_cc, x_b = env_compress_basilar_membrane(
         xenv, xbm, ref_control, attn_ohc_x, low_knee_x, cr_x, SAMPLE_RATE, level1
@@ -565,26 +748,96 @@ def ear_model(
     proc_db, proc_b = inner_hair_cell_adaptation(y_cc, y_b, 2.0, SAMPLE_RATE)
     del x_cc, x_b, y_cc, y_b
 
-    gain = 10 ** ((IHC_THRESHOLD_DB - level1) / 20)
-    if noise is not None:
-        draws = torch.as_tensor(noise(nsamp), dtype=dt).to(device)
-    else:
-        gen_device = generator.device if generator is not None else device
-        draws = torch.randn((2, nchan, nsamp), generator=generator, dtype=dt, device=gen_device).to(device)
+    if draws is None:
+        draws = threshold_noise(seed, 2 * nchan, nsamp, device=device).view(2, nchan, nsamp)
+    gain = _noise_gain(level1)
     ref_bm = ref_b + gain * draws[0]
     proc_bm = proc_b + gain * draws[1]
-    del draws, ref_b, proc_b
+    if delay_compensate:
+        correct = torch.as_tensor(group_delay_correction(ref_bw, cf), device=device)
+        ref_db, proc_db, ref_bm, proc_bm = (
+            shift_rows(v, -correct) for v in (ref_db, proc_db, ref_bm, proc_bm)
+        )
+    return ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg
 
-    if m_delay > 0:
-        ref_db = group_delay_compensate(ref_db, ref_bw, cf)
-        proc_db = group_delay_compensate(proc_db, ref_bw, cf)
-        ref_bm = group_delay_compensate(ref_bm, ref_bw, cf)
-        proc_bm = group_delay_compensate(proc_bm, ref_bw, cf)
 
-    ref_sl = convert_rms_to_sl(
-        ref_average, ref_control_average, attn_ohc_x, low_knee_x, cr_x, attn_ihc_x, level1
+def _carrier_steps(cf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    tpt = 2 * np.pi / SAMPLE_RATE
+    cf_np = cf.cpu().numpy()
+    return np.cos(tpt * cf_np), np.sin(tpt * cf_np)
+
+
+def _pole_and_gain(bandwidth: torch.Tensor, cf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    a, _, _, gain = _gammatone_coefficients(bandwidth, cf, SAMPLE_RATE)
+    return a.cpu().numpy(), gain.cpu().numpy()
+
+
+def _cochlea_numba(ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, delay_compensate):
+    """The same stages as ``_cochlea_torch`` as fused per-band recursions (numba kernels, CPU)."""
+    from musicbench.metrics.haaqi import kernels
+
+    attn_ohc_x, bw_min_x, low_knee_x, cr_x, attn_ihc_x = loss_x
+    attn_ohc_y, bw_min_y, low_knee_y, cr_y, attn_ihc_y = loss_y
+    nchan, nsamp = len(cf), ref24.shape[-1]
+    mids = np.stack([_middle_ear_np(v.numpy()) for v in (ref24, proc24)])
+    cos_step, sin_step = _carrier_steps(cf)
+
+    a1, g1 = _pole_and_gain(bandwidth_1, cf)
+    control = np.empty((2, nchan, nsamp))
+    control_ms = np.empty((2, nchan))
+    kernels.control_envelopes(
+        mids, cos_step, sin_step, np.stack((a1, a1)), np.stack((g1, g1)), control, control_ms
     )
-    proc_sl = convert_rms_to_sl(
-        proc_average, proc_control_average, attn_ohc_y, low_knee_y, cr_y, attn_ihc_y, level1
+    control_rms = torch.from_numpy(np.sqrt(control_ms))
+    ref_bw = bandwidth_from_rms(control_rms[0], bw_min_x, bandwidth_1, level1)
+    proc_bw = bandwidth_from_rms(control_rms[1], bw_min_y, bandwidth_1, level1)
+    (ax, gx), (ay, gy) = _pole_and_gain(ref_bw, cf), _pole_and_gain(proc_bw, cf)
+
+    def pair(x, y):
+        return np.stack((x.numpy(), y.numpy()))
+
+    cc = np.empty((2, nchan, nsamp))
+    bm = np.empty((2, nchan, nsamp))
+    env_ms = np.empty((2, nchan))
+    b_lp, a_lp = scipy.signal.butter(1, 800 / (0.5 * SAMPLE_RATE))
+    kernels.compressed_bands(
+        mids, cos_step, sin_step, np.stack((ax, ay)), np.stack((gx, gy)), control,
+        pair(attn_ohc_x, attn_ohc_y), pair(low_knee_x, low_knee_y), pair(cr_x, cr_y), float(level1),
+        np.array([b_lp[0], b_lp[1], a_lp[1]]), cc, bm, env_ms,
+    )  # fmt: skip
+    cc_t, bm_t = torch.from_numpy(cc), torch.from_numpy(bm)
+    zero = np.zeros(nchan, dtype=np.int64)
+    delay_cc = np.stack((zero, envelope_delays(cc_t[0], cc_t[1]).numpy())).astype(np.int64)
+    delay_bm = np.stack((zero, envelope_delays(bm_t[0], bm_t[1]).numpy())).astype(np.int64)
+
+    c = ihc_constants(2.0, SAMPLE_RATE)
+    ihc = np.array(
+        [c["r2"], c["p1"], c["p2"], c["denom"], c["a11"], c["a12"], c["a21"], c["a22"], 1 / c["r1"]]
     )
-    return ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, SAMPLE_RATE
+    if draws is None:
+        keys = np.array([[stream_key(seed, s * nchan + k) for k in range(nchan)] for s in range(2)], np.int64)
+        noise_np = np.empty((0, 0, 0))
+    else:
+        keys = np.zeros((2, nchan), np.int64)
+        noise_np = np.ascontiguousarray(draws.cpu().numpy())
+    db = control  # the control envelopes are spent: reuse their memory (1/3 GB per 30 s)
+    del control
+    bm_out = np.empty((2, nchan, nsamp))
+    correct = group_delay_correction(ref_bw, cf) if delay_compensate else np.zeros(nchan)
+    kernels.adapted_bands(
+        cc, bm, delay_cc, delay_bm, pair(attn_ihc_x, attn_ihc_y), float(level1), ihc, _noise_gain(level1),
+        keys, noise_np, correct.astype(np.int64), db, bm_out,
+    )  # fmt: skip
+    db_t, bm_out_t = torch.from_numpy(db), torch.from_numpy(bm_out)
+    env_rms = torch.from_numpy(np.sqrt(env_ms))
+    return (
+        db_t[0], bm_out_t[0], db_t[1], bm_out_t[1],
+        (env_rms[0], control_rms[0]), (env_rms[1], control_rms[1]),
+    )  # fmt: skip
+
+
+def _middle_ear_np(x: np.ndarray) -> np.ndarray:
+    """pyclarity's ``middle_ear`` with scipy's recursive filters (1-D, cheap on CPU)."""
+    b_lp, a_lp = scipy.signal.butter(1, 5000 / (0.5 * SAMPLE_RATE))
+    b_hp, a_hp = scipy.signal.butter(2, 350 / (0.5 * SAMPLE_RATE), "high")
+    return scipy.signal.lfilter(b_hp, a_hp, scipy.signal.lfilter(b_lp, a_lp, x))

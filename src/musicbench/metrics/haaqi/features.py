@@ -35,20 +35,52 @@ def _segments(x: torch.Tensor, nwin: int, nseg: int) -> tuple[torch.Tensor, torc
     return first, middle, last
 
 
-def env_smooth(envelopes: torch.Tensor, segment_size: float, sample_rate: float) -> torch.Tensor:
+def env_smooth(
+    envelopes: torch.Tensor, segment_size: float, sample_rate: float, backend: str = "torch"
+) -> torch.Tensor:
     """pyclarity's ``env_smooth``: ``(..., nchan, T)`` -> ``(..., nchan, nseg)`` Hann-windowed averages
-    over ``segment_size`` ms with 50 % overlap (half windows at both ends)."""
+    over ``segment_size`` ms with 50 % overlap (half windows at both ends). ``backend="numba"``: a
+    compiled loop over CPU tensors."""
     nwin = int(np.around(segment_size * (0.001 * sample_rate)))
     nwin += nwin % 2
     window = torch.hann_window(nwin, periodic=False, dtype=envelopes.dtype, device=envelopes.device)
     nhalf = nwin // 2
     nseg = _n_segments(envelopes.shape[-1], nwin)
+    if backend == "numba":
+        return _env_smooth_numba(envelopes, window.numpy(), nseg)
     first, middle, last = _segments(envelopes, nwin, nseg)
     half_w, half_w_end = window[nhalf:], window[:nhalf]
     s_first = (first * half_w).sum(-1) / half_w.sum()
     s_mid = middle @ window / window.sum()
     s_last = (last * half_w_end).sum(-1) / half_w.sum()
     return torch.cat((s_first[..., None], s_mid, s_last[..., None]), dim=-1)
+
+
+def _env_smooth_numba(envelopes: torch.Tensor, window: np.ndarray, nseg: int) -> torch.Tensor:
+    from musicbench.metrics.haaqi.kernels import windowed_sums
+
+    nwin = len(window)
+    nhalf = nwin // 2
+    rows = np.ascontiguousarray(envelopes.reshape(-1, envelopes.shape[-1]).numpy())
+    out = np.empty((rows.shape[0], nseg))
+    half = np.ascontiguousarray(window[nhalf:])
+    # The last half segment is normalised by the first half window's sum, as pyclarity does.
+    parts = [
+        (np.array([0]), half, 1 / half.sum(), slice(0, 1)),
+        (nhalf * np.arange(1, nseg - 1), window, 1 / window.sum(), slice(1, nseg - 1)),
+        (
+            np.array([(nseg - 1) * nhalf]),
+            np.ascontiguousarray(window[:nhalf]),
+            1 / half.sum(),
+            slice(nseg - 1, nseg),
+        ),
+    ]
+    for starts, win, scale, cols in parts:
+        if len(starts):
+            part = np.empty((rows.shape[0], len(starts)))
+            windowed_sums(rows, starts.astype(np.int64), win, float(scale), part)
+            out[:, cols] = part
+    return torch.from_numpy(out).reshape(*envelopes.shape[:-1], nseg)
 
 
 def _cepstral_basis(nbands: int, nbasis: int, dtype, device) -> torch.Tensor:
@@ -187,17 +219,27 @@ def _segment_covariance(
 
 
 def bm_covary(
-    reference_bm: torch.Tensor, processed_bm: torch.Tensor, segment_size: float, sample_rate: float
+    reference_bm: torch.Tensor,
+    processed_bm: torch.Tensor,
+    segment_size: float,
+    sample_rate: float,
+    backend: str = "torch",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """pyclarity's ``bm_covary``: ``(nchan, nseg)`` segment cross-covariances (clipped to [0, 1]) and
     reference / processed mean squares (x 2) of ``(nchan, T)`` BM motion, segments of ``segment_size`` ms
-    with 50 % overlap and lags up to +/- 1 ms."""
+    with 50 % overlap and lags up to +/- 1 ms.
+
+    ``backend="numba"`` computes the lags directly in a compiled loop (CPU tensors); ``"torch"`` by
+    batched FFTs (any device).
+    """
     maxlag = int(np.around(1.0 * (0.001 * sample_rate)))
     nwin = int(np.around(segment_size * (0.001 * sample_rate)))
     nwin += nwin % 2 == 1
     nhalf = nwin // 2
     window = torch.hann_window(nwin, periodic=False, dtype=reference_bm.dtype, device=reference_bm.device)
     nseg = _n_segments(reference_bm.shape[-1], nwin)
+    if backend == "numba":
+        return _bm_covary_numba(reference_bm, processed_bm, window.numpy(), nseg, maxlag)
     xf, xm, xl = _segments(reference_bm, nwin, nseg)
     yf, ym, yl = _segments(processed_bm, nwin, nseg)
     c_f, mx_f, my_f = _segment_covariance(xf, yf, window[nhalf:], maxlag)
@@ -208,6 +250,42 @@ def bm_covary(
     ms_x = torch.cat((mx_f[..., None], mx_m, mx_l[..., None]), dim=-1) * 2.0
     ms_y = torch.cat((my_f[..., None], my_m, my_l[..., None]), dim=-1) * 2.0
     return cov, ms_x, ms_y
+
+
+def _bm_covary_numba(reference_bm, processed_bm, window: np.ndarray, nseg: int, maxlag: int):
+    from musicbench.metrics.haaqi.kernels import segment_covariance
+
+    nwin = len(window)
+    nhalf = nwin // 2
+    need = max(nseg * nhalf + nhalf, reference_bm.shape[-1])
+    x = np.zeros((reference_bm.shape[0], need))
+    y = np.zeros_like(x)
+    x[:, : reference_bm.shape[-1]] = reference_bm.numpy()
+    y[:, : processed_bm.shape[-1]] = processed_bm.numpy()
+    cov = np.empty((x.shape[0], nseg))
+    ms_x = np.empty_like(cov)
+    ms_y = np.empty_like(cov)
+    # (starts, window) of the half first segment, the full middle ones and the half last one.
+    parts = [
+        (np.array([0]), window[nhalf:], slice(0, 1)),
+        (nhalf * np.arange(1, nseg - 1), window, slice(1, nseg - 1)),
+        (np.array([(nseg - 1) * nhalf]), window[:nhalf], slice(nseg - 1, nseg)),
+    ]
+    for starts, win, cols in parts:
+        if len(starts) == 0:
+            continue
+        win = np.ascontiguousarray(win)
+        wc = np.correlate(win, win, "full")[len(win) - 1 - maxlag : len(win) + maxlag]
+        c, mx, my = (np.empty((x.shape[0], len(starts))) for _ in range(3))
+        segment_covariance(
+            x, y, starts.astype(np.int64), win, 1.0 / wc, 1.0 / np.sum(win**2), maxlag, c, mx, my
+        )
+        cov[:, cols], ms_x[:, cols], ms_y[:, cols] = c, mx, my
+    return (
+        torch.from_numpy(np.clip(cov, 0, 1)),
+        torch.from_numpy(ms_x * 2.0),
+        torch.from_numpy(ms_y * 2.0),
+    )
 
 
 def ave_covary2(

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from musicbench.hearing.audiogram import Audiogram
-from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES, NoiseFn, ear_model
+from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES, NoiseFn, ear_model, resolve_backend
 from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
+from musicbench.metrics.haaqi.noise import seed_from
 
 AudiogramLike = Audiogram | torch.Tensor | np.ndarray | Sequence[float]
 
@@ -42,8 +43,10 @@ def haaqi_v1(
     level1: float = 65.0,
     silence_threshold: float = 2.5,
     segment_covariance: int = 16,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     noise: NoiseFn | None = None,
+    backend: str = "auto",
+    resampling: str = "exact",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """HAAQI of one ``(T_r,)`` reference and ``(T_p,)`` processed signal (pyclarity's ``haaqi_v1``).
 
@@ -52,6 +55,7 @@ def haaqi_v1(
         [cepstral high, BM sync 5, d_loud, d_norm].
     """
     hearing_loss = _levels(audiogram).to(reference.device)
+    backend = resolve_backend(backend, reference.device)
     ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, sample_rate = ear_model(
         reference,
         reference_sr,
@@ -61,14 +65,16 @@ def haaqi_v1(
         equalisation,
         level1,
         noise=noise,
-        generator=generator,
+        seed=seed,
+        backend=backend,
+        resampling=resampling,
     )
     segment_size = 8  # ms
-    ref_smooth = env_smooth(ref_db, segment_size, sample_rate)
-    proc_smooth = env_smooth(proc_db, segment_size, sample_rate)
+    ref_smooth = env_smooth(ref_db, segment_size, sample_rate, backend=backend)
+    proc_smooth = env_smooth(proc_db, segment_size, sample_rate, backend=backend)
     _, _, mel_cepstral_high, _ = melcor9(ref_smooth, proc_smooth, silence_threshold, segment_size)
     dloud, dnorm, _ = spectrum_diff(ref_sl, proc_sl)
-    cov, ref_ms, _ = bm_covary(ref_bm, proc_bm, segment_covariance, sample_rate)
+    cov, ref_ms, _ = bm_covary(ref_bm, proc_bm, segment_covariance, sample_rate, backend=backend)
     _, sync = ave_covary2(cov, ref_ms, silence_threshold)
     bm_sync5 = sync[4]
     d_loud = (1.0 - dloud[1] / 2.5).clamp(0, 1)
@@ -92,15 +98,15 @@ def _audiogram_list(audiogram, batch: int) -> list:
     return items
 
 
-def _generators(batch: int, generator, seed) -> list[torch.Generator | None]:
+def _seeds(batch: int, generator, seed) -> list[int]:
     if generator is not None and seed is not None:
         raise ValueError("give a generator or a seed, not both")
     if seed is None:
-        return [generator] * batch
+        return [seed_from(generator) for _ in range(batch)]
     seeds = [int(seed) + i for i in range(batch)] if np.ndim(seed) == 0 else [int(s) for s in seed]
     if len(seeds) != batch:
         raise ValueError(f"{len(seeds)} seeds for a batch of {batch}")
-    return [torch.Generator().manual_seed(s) for s in seeds]
+    return seeds
 
 
 def haaqi(
@@ -114,6 +120,8 @@ def haaqi(
     generator: torch.Generator | None = None,
     seed: int | Sequence[int] | None = None,
     noise: NoiseFn | Sequence[NoiseFn] | None = None,
+    backend: str = "auto",
+    resampling: str = "exact",
 ) -> torch.Tensor:
     """HAAQI score(s) in [0, 1], as pyclarity's ``compute_haaqi(processed, reference, processed_sr,
     reference_sr, audiogram, equalisation, level1)`` (note: reference first here).
@@ -126,19 +134,29 @@ def haaqi(
             dB HL at those frequencies; for a batch, one per item or one shared.
         equalisation: 1 = add NAL-R to the reference inside the model, 2 = the reference already has it.
         level1: dB SPL of a signal with RMS 1.
-        generator: torch generator for the internal threshold noise (used for the items in turn).
+        generator: torch generator from which each item's noise seed is drawn.
         seed: instead of ``generator``: an int (item ``i`` uses ``seed + i``) or one seed per item.
         noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity tests).
+        backend: ``"auto"`` (numba kernels on CPU, torch on other devices), ``"numba"`` or ``"torch"``.
+        resampling: ``"exact"`` (default) resamples at the exact rate ratio; ``"pyclarity"`` rounds
+            the rates to whole kHz as pyclarity does (44.1 kHz is treated as 44 kHz), for parity runs.
 
     Returns:
         ``()`` score for 1-D inputs, ``(batch,)`` scores for 2-D inputs (float64, on the input's device).
         An empty reference scores 1 if the processed signal is empty too, 0 otherwise (as pyclarity).
 
-    Items of a batch are scored in turn (each one vectorised over its 32 bands and all samples): after
-    the input alignment every item has its own length, segment count and delays.
+    Items of a batch are scored in turn, each vectorised over its 32 bands and all samples (the numba
+    kernels run the bands on all cores): after the input alignment every item has its own length,
+    segment count and delays.
 
-    The internal noise (auditory threshold, -10 dB re: threshold) changes scores by ~1e-4: pass
-    ``generator`` or ``seed`` for reproducible scores; unseeded calls draw from torch's global RNG.
+    The internal noise (auditory threshold, -10 dB re: threshold) changes scores by ~1e-4. It is
+    counter-based (``noise.threshold_noise``): the same seed gives the same draws, hence the same score,
+    on CPU and GPU and with either backend. Without ``seed`` / ``generator`` the seed comes from torch's
+    global RNG.
+
+    The sample-rate trap: pyclarity rounds input rates to whole kHz, so a 44.1 kHz reference compared
+    with a processed signal at 24 or 32 kHz drifts out of time alignment and scores collapse (identical
+    content: ~0.26). The default ``resampling="exact"`` has no such drift.
     """
     single = reference.ndim == 1
     refs = reference[None] if single else reference
@@ -149,7 +167,7 @@ def haaqi(
     audiograms = _audiogram_list(audiogram, batch)
     if len(audiograms) != batch:
         raise ValueError(f"{len(audiograms)} audiograms for a batch of {batch}")
-    gens = _generators(batch, generator, seed)
+    seeds = _seeds(batch, generator, seed)
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
     scores = []
     for i in range(batch):
@@ -164,8 +182,10 @@ def haaqi(
             audiograms[i],
             equalisation,
             level1,
-            generator=gens[i],
+            seed=seeds[i],
             noise=noises[i],
+            backend=backend,
+            resampling=resampling,
         )
         scores.append(score)
     out = torch.stack([s.to(reference.device) for s in scores])
