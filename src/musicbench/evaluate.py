@@ -51,12 +51,31 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
     return state, OmegaConf.create(state[CONFIG_KEY])
 
 
-def _data_overridden() -> bool:
+def _overridden(group: str) -> bool:
+    """Whether ``group=...`` or ``group.key=...`` was given on the command line."""
     try:
         overrides = HydraConfig.get().overrides.task
     except ValueError:  # not under @hydra.main (e.g. compose API in tests)
         return False
-    return any(o.lstrip("+~").startswith(("data=", "data.")) for o in overrides)
+    return any(o.lstrip("+~").startswith((f"{group}=", f"{group}.")) for o in overrides)
+
+
+def _data_overridden() -> bool:
+    return _overridden("data")
+
+
+def _evaluator_config(cfg: DictConfig, stored: DictConfig) -> DictConfig:
+    """The training run's evaluator with the command line's ``evaluator.key=value`` overrides applied, or
+    ``cfg.evaluator`` when ``evaluator=...`` chooses another one (or the checkpoint stores none)."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        overrides = []
+    if "evaluator" not in stored or any(o.lstrip("+~").startswith("evaluator=") for o in overrides):
+        return cfg.evaluator
+    keys = [o.lstrip("+")[len("evaluator.") :] for o in overrides if o.lstrip("+").startswith("evaluator.")]
+    base = OmegaConf.create(OmegaConf.to_container(stored.evaluator, resolve=True))
+    return OmegaConf.merge(base, OmegaConf.from_dotlist(keys))
 
 
 def evaluate(
@@ -72,10 +91,14 @@ def evaluate(
         data_from_checkpoint = not _data_overridden()
     data_cfg = stored.data if data_from_checkpoint else cfg.data
     datamodule = hydra.utils.instantiate(data_cfg)
-    evaluator = hydra.utils.instantiate(cfg.evaluator)
+    # The evaluator of the training run (e.g. restoration metrics with the codec's cut-off) unless the
+    # command line chooses another.
+    evaluator = hydra.utils.instantiate(_evaluator_config(cfg, stored))
     shard = parse_shard(cfg.evaluation.shard)
     merge = bool(cfg.evaluation.merge)
-    log.info("evaluating %s on %s/%s%s", ckpt, data_cfg.root, cfg.split, f" (shard {shard})" if shard else "")
+    # Every datamodule names its dataset root (MP3 pairs: the root of their clean source).
+    data_root = str(datamodule.root)
+    log.info("evaluating %s on %s/%s%s", ckpt, data_root, cfg.split, f" (shard {shard})" if shard else "")
     summary = evaluate_separator(
         model,
         datamodule,
@@ -85,7 +108,7 @@ def evaluate(
         model_id=sha256_file(ckpt),
         meta={
             "model": stored.model._target_,
-            "data": str(data_cfg.root),
+            "data": data_root,
             "checkpoint": str(ckpt),
             "name": stored.get("name", ""),
         },

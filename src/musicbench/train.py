@@ -76,7 +76,7 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
         model_id=model_id,
         meta={
             "model": cfg.model._target_,
-            "data": str(cfg.data.root),
+            "data": str(datamodule.root),
             "checkpoint": ckpt,
             "config_digest": _config_digest(cfg),
             "name": cfg.name,

@@ -18,3 +18,19 @@ def test_table_shows_model_baseline_and_improvement():
     assert "5.00 (+9.00)" in text and "3.00 (+9.00)" in text  # value (improvement) of each source
     assert "4.00 (+9.00)" in text  # the mean row
     assert "2 test tracks" in text
+
+
+def test_table_uses_the_input_baseline_of_restoration():
+    summary = {
+        "num_tracks": 1,
+        "split": "test",
+        "systems": {
+            "model": {"median": {"clean": {"snr": 12.5, "lsd": 3.0}}},
+            "input": {"median": {"clean": {"snr": 10.0, "lsd": 5.0}}},
+        },
+    }
+    console = Console(record=True, width=120)
+    print_summary(summary, console)
+    text = " ".join(console.export_text().split())
+    assert "12.50 (+2.50)" in text and "3.00 (-2.00)" in text
+    assert "input baseline" in text

@@ -27,7 +27,7 @@ class FakeTrack:
 
 
 def _noisy_estimate(noise):
-    def fn(mixture):
+    def fn(mixture, name=""):
         g = torch.Generator().manual_seed(int(mixture.abs().sum() * 1000) % 2**31)
         # A fake "model": the mixture scaled, plus noise (deterministic per input).
         return torch.stack([0.5 * mixture, 0.5 * mixture]) + noise * torch.randn(
@@ -76,7 +76,7 @@ def test_rerun_skips_finished_tracks_and_recomputes_other_digest(tmp_path):
     first = path.read_text()
     calls = []
 
-    def counting(m):
+    def counting(m, name):
         calls.append(1)
         return _noisy_estimate(0.1)(m)
 
@@ -98,7 +98,7 @@ def test_nonfinite_scores_come_with_a_reason(tmp_path):
 
 def test_shape_mismatch_names_the_track(tmp_path):
     with pytest.raises(ValueError, match="t1"):
-        _evaluator().evaluate([FakeTrack("t1", 1)], lambda m: m.unsqueeze(0), tmp_path, digest="x")
+        _evaluator().evaluate([FakeTrack("t1", 1)], lambda m, name: m.unsqueeze(0), tmp_path, digest="x")
 
 
 def test_track_value_is_median_over_finite_frames_and_aggregate_counts():
@@ -127,3 +127,52 @@ def test_a_metric_that_raises_gives_nan_with_the_reason(tmp_path):
     assert math.isnan(res["scores"]["model"]["a"]["picky"])
     assert math.isfinite(res["scores"]["model"]["a"]["global_sdr"])
     assert any("picky=nan: reference source 1 is silent" in n for n in res["notes"])
+
+
+def test_input_baseline_is_the_mixture_under_another_name(tmp_path):
+    tracks = [FakeTrack("t1", 1), FakeTrack("t2", 2)]
+    ev = SeparationEvaluator({"global_sdr": global_sdr, "snr": snr}, baselines=["input"], progress=False)
+    summary = ev.evaluate(tracks, _noisy_estimate(0.1), tmp_path / "in", digest="d")
+    ref = _evaluator().evaluate(tracks, _noisy_estimate(0.1), tmp_path / "mix", digest="d")
+    assert set(summary["systems"]) == {"model", "input"}
+    assert summary["systems"]["input"]["median"] == ref["systems"]["mixture"]["median"]
+    with pytest.raises(ValueError, match=r"available: \['mixture', 'input'\]"):
+        SeparationEvaluator({"snr": snr}, baselines=["mp3"])
+
+
+def test_stochastic_systems_best_of_k_and_diversity(tmp_path):
+    """Several seeded estimates per track: each is scored, plus best-of-K and the pairwise diversity."""
+
+    def samples(mixture, name):
+        out = {f"sample_{k}": _noisy_estimate(0.1 * (k + 1))(mixture) for k in range(3)}
+        out["mean"] = torch.stack(list(out.values())).mean(0)
+        return out
+
+    ev = SeparationEvaluator(
+        {"snr": snr, "neg": lambda r, e: -snr(r, e)}, lower_is_better=["neg"], diversity={"snr": snr},
+        progress=False,
+    )  # fmt: skip
+    ev.evaluate([FakeTrack("t1", 1)], samples, tmp_path, digest="x")
+    res = json.loads((tmp_path / "results" / "t1.json").read_text())
+    assert set(res["scores"]) == {
+        "sample_0",
+        "sample_1",
+        "sample_2",
+        "mean",
+        "mixture",
+        "best_of_k",
+        "diversity",
+    }
+    for source in ("a", "b"):
+        per = [res["scores"][f"sample_{k}"][source] for k in range(3)]
+        assert res["scores"]["best_of_k"][source]["snr"] == max(p["snr"] for p in per)
+        assert res["scores"]["best_of_k"][source]["neg"] == min(p["neg"] for p in per)
+        mixture, _ = FakeTrack("t1", 1).load()
+        est = [samples(mixture, "t1")[f"sample_{k}"] for k in range(3)]
+        pairs = [snr(est[i], est[j])[("a", "b").index(source)] for i, j in ((0, 1), (0, 2), (1, 2))]
+        assert res["scores"]["diversity"][source]["pairwise_snr"] == pytest.approx(float(sum(pairs) / 3))
+    with pytest.raises(ValueError, match="sample_1"):
+        ev.evaluate(
+            [FakeTrack("t2", 2)], lambda m, n: {"sample_0": samples(m, n)["sample_0"], "sample_1": m[None]},
+            tmp_path / "bad", digest="x",
+        )  # fmt: skip

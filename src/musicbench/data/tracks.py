@@ -132,6 +132,12 @@ class Track:
             raise ValueError(f"track {self.name!r} has no sources {unknown}; it has {list(self.sources)}")
         return self._read(sources, frame_offset, num_frames)
 
+    def load_stem(self, name: str, frame_offset: int = 0, num_frames: int = -1) -> Tensor:
+        """Read one file/stream, ``"mixture"`` or a source, as ``(C, T)`` float32 (arguments as ``load``)."""
+        if name != MIXTURE and name not in self.sources:
+            raise ValueError(f"track {self.name!r} has no {name!r}; it has mixture and {list(self.sources)}")
+        return self._read((name,), frame_offset, num_frames)[0]
+
     def _read(self, names: tuple[str, ...], frame_offset: int, num_frames: int) -> Tensor:
         """Read ``names`` (``"mixture"`` and/or sources) as ``(len(names), C, T)`` float32."""
         if not 0 <= frame_offset <= self.num_frames:

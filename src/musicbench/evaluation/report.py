@@ -9,35 +9,58 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from musicbench.evaluation.runner import INPUT_BASELINES
+
 
 def summary_table(summary: Mapping[str, Any], stat: str = "median", title: str | None = None) -> Table:
-    """A per-source table of the model's scores; with a mixture baseline each cell also shows the
-    improvement over it, ``value (+Δ)`` in dB. The last row averages the sources.
+    """A per-source table of the evaluated systems' scores; with an input baseline (``"mixture"`` or
+    ``"input"``) each cell also shows the difference to it, ``value (+Δ)`` (dB for SDR-type metrics and the
+    LSD). A single ``model`` system has one row per source plus their mean; several systems (e.g. the
+    samples, mean, best-of-K and diversity of a stochastic model) get one section each.
     """
     systems = summary["systems"]
-    model = systems["model"][stat]
-    base = systems.get("mixture", {}).get(stat)
-    sources = list(model)
-    metrics = list(dict.fromkeys(m for s in sources for m in model[s]))
+    base_name = next((n for n in INPUT_BASELINES if n in systems), None)
+    base = systems[base_name][stat] if base_name else None
+    shown = [n for n in systems if n not in INPUT_BASELINES]
+    first = systems[shown[0]][stat]
+    sources = list(first)
+    metrics = list(dict.fromkeys(m for n in shown for s in sources for m in systems[n][stat].get(s, {})))
     default_title = f"{stat} over {summary['num_tracks']} {summary.get('split', '')} tracks (dB)"
-    caption = "value (improvement over the mixture baseline)" if base else None
+    caption = f"value (difference to the {base_name} baseline)" if base else None
     table = Table(title=title or default_title, caption=caption)
+    if len(shown) > 1:
+        table.add_column("system")
     table.add_column("source")
     for m in metrics:
         table.add_column(m, justify="right")
 
-    def cells(get) -> list[str]:
+    def cells(values, get) -> list[str]:
         out = []
         for m in metrics:
-            v = get(model, m)
-            out.append(f"{v:.2f}" + (f" ({v - get(base, m):+.2f})" if base else ""))
+            v = get(values, m)
+            if np.isnan(v):
+                out.append("")
+                continue
+            b = get(base, m) if base else float("nan")
+            out.append(f"{v:.2f}" + (f" ({v - b:+.2f})" if not np.isnan(b) else ""))
         return out
 
-    for source in sources:
-        table.add_row(source, *cells(lambda d, m, s=source: d[s].get(m, float("nan"))))
-    if len(sources) > 1:
-        table.add_section()
-        table.add_row("mean", *cells(lambda d, m: float(np.mean([d[s].get(m, np.nan) for s in sources]))))
+    for i, name in enumerate(shown):
+        values = systems[name][stat]
+        label = [name] if len(shown) > 1 else []
+        if i:
+            table.add_section()
+        for source in sources:
+            table.add_row(
+                *label, source, *cells(values, lambda d, m, s=source: d.get(s, {}).get(m, float("nan")))
+            )
+        if len(sources) > 1:
+            mean = [""] if len(shown) > 1 else []
+            table.add_row(
+                *mean,
+                "mean",
+                *cells(values, lambda d, m: float(np.mean([d[s].get(m, np.nan) for s in sources]))),
+            )
     return table
 
 

@@ -29,7 +29,14 @@ from musicbench.utils.progress import progress_bar
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
 # or a dict of those for metrics that come in families (BSSEval's sdr/isr/sir/sar).
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | Mapping[str, torch.Tensor]]
-EstimateFn = Callable[[torch.Tensor], torch.Tensor]
+# An estimate function maps (mixture (C, T), track name) to estimates (S, C, T), or to {system: (S, C, T)} for
+# models that produce several estimates per track (e.g. K restorations of a stochastic model, seeded by the
+# track name, plus their mean).
+EstimateFn = Callable[[torch.Tensor, str], torch.Tensor | Mapping[str, torch.Tensor]]
+SAMPLE_PREFIX = "sample_"
+# Baselines that use the model's input as the estimate of every source: "mixture" for separation, "input" for
+# restoration (where the input is the degraded audio, e.g. the MP3 decode). Only the name differs.
+INPUT_BASELINES = ("mixture", "input")
 
 
 class SeparationEvaluator:
@@ -38,21 +45,40 @@ class SeparationEvaluator:
     Args:
         metrics: ``{name: metric}``; see ``Metric``.
         baselines: extra systems scored next to the model; ``"mixture"`` uses the input mixture as the
-            estimate of every source (the do-nothing baseline).
+            estimate of every source (the do-nothing baseline); ``"input"`` is the same under the name that
+            restoration uses (the degraded input, e.g. the MP3 decode).
         progress: show a progress bar (tracks done / remaining, ETA).
+        lower_is_better: metrics where lower is better (e.g. log-spectral distances), for best-of-K.
+        diversity: ``{name: metric}`` computed between every pair of a stochastic model's samples
+            (``sample_<k>`` systems); reported as the system ``diversity`` with metrics ``pairwise_<name>``.
+        excerpts, excerpt_seconds: save audio and spectrogram panels of ``excerpt_seconds`` from the first
+            ``excerpts`` tracks next to the results (restoration; see ``evaluation.excerpts``).
+
+    When the estimate function returns several ``sample_<k>`` systems, the result also holds
+    ``best_of_k``: per track, source and metric the best value over the samples.
     """
 
     def __init__(
-        self, metrics: Mapping[str, Metric], baselines: Sequence[str] = ("mixture",), progress: bool = True
+        self,
+        metrics: Mapping[str, Metric],
+        baselines: Sequence[str] = ("mixture",),
+        progress: bool = True,
+        lower_is_better: Sequence[str] = (),
+        diversity: Mapping[str, Metric] | None = None,
+        excerpts: int = 0,
+        excerpt_seconds: float = 6.0,
     ) -> None:
-        unknown = set(baselines) - {"mixture"}
+        unknown = set(baselines) - set(INPUT_BASELINES)
         if unknown:
-            raise ValueError(f"unknown baselines {sorted(unknown)}; available: ['mixture']")
+            raise ValueError(f"unknown baselines {sorted(unknown)}; available: {list(INPUT_BASELINES)}")
         if not metrics:
             raise ValueError("evaluator.metrics is empty: configure at least one metric")
         self.metrics = dict(metrics)
         self.baselines = list(baselines)
         self.progress = progress
+        self.lower_is_better = set(lower_is_better)
+        self.diversity = dict(diversity or {})
+        self.excerpts, self.excerpt_seconds = int(excerpts), float(excerpt_seconds)
 
     def score(self, reference: torch.Tensor, estimate: torch.Tensor, sources: Sequence[str]):
         """Score one system on one track -> (``{source: {metric: value}}``, framewise values, notes)."""
@@ -99,7 +125,8 @@ class SeparationEvaluator:
     ) -> dict[str, Any]:
         """Evaluate ``tracks`` (objects with ``name``, ``sources``, ``sample_rate``, ``load()``).
 
-        ``estimate_fn`` maps a mixture ``(C, T)`` to estimates ``(S, C, T)``. Writes
+        ``estimate_fn(mixture (C, T), track_name)`` returns estimates ``(S, C, T)`` or ``{system: (S, C, T)}``
+        (see ``EstimateFn``). Writes
         ``out_dir/results/<track>.json`` per track as it finishes, then ``summary.json`` and ``scores.csv``.
         With ``shard=(k, n)`` only tracks ``k, k+n, k+2n, ...`` are evaluated and no summary is written:
         :meth:`merge` builds it once every shard is done. Returns the summary (of the shard's tracks for a
@@ -166,15 +193,16 @@ class SeparationEvaluator:
     def _evaluate_track(self, track, estimate_fn: EstimateFn, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         mixture, targets = track.load()
-        estimates = estimate_fn(mixture)
-        if estimates.shape != targets.shape:
-            raise ValueError(
-                f"track {track.name}: estimates have shape {tuple(estimates.shape)}, "
-                f"references {tuple(targets.shape)}"
-            )
-        systems = {"model": estimates}
-        if "mixture" in self.baselines:
-            systems["mixture"] = mixture.unsqueeze(0).expand_as(targets)
+        estimates = estimate_fn(mixture, track.name)
+        systems = dict(estimates) if isinstance(estimates, Mapping) else {"model": estimates}
+        for system, est in systems.items():
+            if est.shape != targets.shape:
+                raise ValueError(
+                    f"track {track.name}: estimates of {system} have shape {tuple(est.shape)}, "
+                    f"references {tuple(targets.shape)}"
+                )
+        for name in self.baselines:  # all baselines are the input, under the configured name
+            systems[name] = mixture.unsqueeze(0).expand_as(targets)
         result: dict[str, Any] = {
             "track": track.name,
             "digest": digest,
@@ -192,8 +220,46 @@ class SeparationEvaluator:
             if frames:
                 result["frames"][system] = frames
             result["notes"] += [f"{track.name}/{system}/{n}" for n in notes]
+        samples = [k for k in systems if k.startswith(SAMPLE_PREFIX)]
+        if len(samples) >= 2:
+            result["scores"]["best_of_k"] = best_of(
+                [result["scores"][k] for k in samples], self.lower_is_better
+            )
+            if self.diversity:
+                result["scores"]["diversity"] = self._pairwise(
+                    [systems[k].to(targets.dtype) for k in samples], track.sources
+                )
         result["wall_time_s"] = round(time.perf_counter() - t0, 3)
         return result
+
+    def _pairwise(
+        self, samples: Sequence[torch.Tensor], sources: Sequence[str]
+    ) -> dict[str, dict[str, float]]:
+        """Mean of each diversity metric over all pairs of samples, per source (``pairwise_<name>``)."""
+        out: dict[str, dict[str, float]] = {s: {} for s in sources}
+        pairs = [(i, j) for i in range(len(samples)) for j in range(i + 1, len(samples))]
+        for name, metric in self.diversity.items():
+            values = torch.stack(
+                [torch.as_tensor(metric(samples[i], samples[j])).double().cpu() for i, j in pairs]
+            )
+            if values.ndim > 2:  # framewise metrics: the track value per pair first
+                values = torch.tensor([[track_value(v.tolist()) for v in row] for row in values])
+            for k, source in enumerate(sources):
+                out[source][f"pairwise_{name}"] = float(values[:, k].mean())
+        return out
+
+
+def best_of(per_sample: Sequence[Mapping[str, Mapping[str, float]]], lower_is_better=frozenset()) -> dict:
+    """``{source: {metric: best}}`` over samples' ``{source: {metric: value}}`` scores (NaN ignored;
+    the minimum for metrics in ``lower_is_better``, the maximum otherwise)."""
+    best: dict[str, dict[str, float]] = {}
+    for source, metrics in per_sample[0].items():
+        best[source] = {}
+        for metric in metrics:
+            vals = [s[source][metric] for s in per_sample if not math.isnan(s[source][metric])]
+            pick = min if metric in lower_is_better else max
+            best[source][metric] = pick(vals) if vals else math.nan
+    return best
 
 
 def select_shard(tracks: Sequence[Any], index: int, count: int) -> list[Any]:

@@ -35,12 +35,21 @@ def evaluate_separator(
     if not tracks:
         raise ValueError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
 
-    def estimate(mixture: torch.Tensor) -> torch.Tensor:
+    def estimate(mixture: torch.Tensor, name: str) -> torch.Tensor | dict[str, torch.Tensor]:
         with torch.inference_mode():
+            # Stochastic models score several seeded estimates per track (see EstimateFn).
+            if hasattr(model, "estimate_systems"):
+                systems = model.estimate_systems(mixture.to(device), name)
+                return {k: v.float().cpu() for k, v in systems.items()}
             return model.separate(mixture.unsqueeze(0).to(device))[0].float().cpu()
 
     digest = digest_of(model_id, sorted(evaluator.metrics), evaluator.baselines, split)
     meta = {"split": split, **(meta or {})}
     if merge:
         return evaluator.merge(tracks, out_dir, digest=digest, meta=meta)
-    return evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta=meta, shard=shard)
+    summary = evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta=meta, shard=shard)
+    if evaluator.excerpts and (shard is None or shard[0] == 0):
+        from musicbench.evaluation.excerpts import save_excerpts
+
+        save_excerpts(model, tracks, out_dir, evaluator.excerpts, evaluator.excerpt_seconds)
+    return summary

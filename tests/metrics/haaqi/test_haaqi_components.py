@@ -261,3 +261,29 @@ def test_backend_choice_and_errors():
         ear.resolve_backend("fast", torch.device("cpu"))
     with pytest.raises(ValueError, match="CPU"):
         ear.resolve_backend("numba", torch.device("cuda", 0))
+
+
+def test_float32_correlation_search_finds_the_float64_peak():
+    """The CPU delay search (float32 block FFTs, float64 check of near-peak lags) = the float64 argmax."""
+    rng = np.random.default_rng(9)
+    n, lags = 30000, 2400
+    t = np.arange(n)
+    rows_a = [
+        rng.standard_normal(n),
+        np.sin(2 * np.pi * t / 300.0),  # periodic: many near-equal peaks
+        np.zeros(n),  # silent: every lag ties at 0
+        np.abs(rng.standard_normal(n)).cumsum() % 7,
+    ]
+    rows_v = [np.roll(rows_a[0], -123) + 0.5 * rng.standard_normal(n), np.roll(rows_a[1], 40), np.zeros(n)]
+    rows_v.append(np.roll(rows_a[3], 1500))
+    a, v = np.stack(rows_a), np.stack(rows_v)
+    ours = ear.envelope_delays(T(a), T(v)).numpy()
+    for r in range(len(a)):
+        assert ours[r] == eb_delay(a[r], v[r], lags), r
+
+
+def eb_delay(reference, output, lags):
+    """pyclarity's envelope_align delay (from its full correlation)."""
+    npts = len(reference)
+    corr = sp_signal.correlate(reference, output, "full")
+    return lags - int(np.argmax(corr[npts - lags : npts + lags])) - 1

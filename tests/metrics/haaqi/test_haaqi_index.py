@@ -193,3 +193,49 @@ def test_empty_reference():
     empty = torch.zeros(0, dtype=torch.float64)
     assert float(haaqi(empty, empty, 24000, 24000, AUDIOGRAMS["normal"])) == 1.0
     assert float(haaqi(empty, torch.ones(10), 24000, 24000, AUDIOGRAMS["normal"])) == 0.0
+
+
+def _hook_after(seed: int, draws: int, n: int):
+    """Seed NumPy, make ``draws`` uniform signals of ``n`` samples, and return them with a noise hook that
+    continues the same global RNG stream (what pyclarity's ear model draws next)."""
+    np.random.seed(seed)
+    signals = [np.random.uniform(-1, 1, n) for _ in range(draws)]
+
+    def noise(m):
+        return torch.from_numpy(
+            np.stack([np.random.standard_normal((32, m)), np.random.standard_normal((32, m))])
+        )
+
+    return signals, noise
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_pyclarity_published_test_vectors(backend):
+    """The expected values of pyclarity's own tests/evaluator/haaqi/test_haaqi.py (pyclarity 0.9)."""
+    from musicbench.metrics.haaqi import haaqi_v1
+
+    sr = 16000
+    (x, y), noise = _hook_after(0, 2, sr // 2)
+    score, _, _, _ = haaqi_v1(
+        torch.from_numpy(x), sr, torch.from_numpy(y), sr, [45, 45, 35, 45, 60, 65], 1, 65, noise=noise,
+        backend=backend,
+    )  # fmt: skip
+    assert float(score) == pytest.approx(0.111290948, rel=1e-7)
+
+    (enh, ref), noise = _hook_after(42, 2, sr // 2)
+    audiogram = Audiogram(levels=np.array([10, 20, 30, 40, 50, 60], float), frequencies=FREQS)
+    score = haaqi(
+        torch.from_numpy(ref), torch.from_numpy(enh), sr, sr, audiogram, noise=noise, backend=backend
+    )
+    assert float(score) == pytest.approx(0.113759275, rel=1e-7)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_with_the_same_seed():
+    ref, proc = _case("noisy", seconds=1.0)
+    levels = AUDIOGRAMS["moderate"]
+    cpu = haaqi(torch.from_numpy(ref), torch.from_numpy(proc), 24000, 24000, levels, seed=9)
+    gpu = haaqi(torch.from_numpy(ref).cuda(), torch.from_numpy(proc).cuda(), 24000, 24000, levels, seed=9)
+    assert gpu.device.type == "cuda"
+    assert abs(float(gpu) - float(cpu)) < 1e-9

@@ -47,66 +47,27 @@ def _normal_pair(key, p):
 
 
 @nb.njit(parallel=True, **_JIT)
-def control_envelopes(x, cos_step, sin_step, a, gain, env, mean_square):
-    """Control-path gammatone envelopes of ``S`` signals in ``nchan`` bands.
+def gammatone_bands(
+    x, cos_step, sin_step, a, gain, compress, control, attn_ohc, low_knee, comp_ratio, level1, lp, env, bm,
+    mean_square,
+):  # fmt: skip
+    """Gammatone envelopes (and BM motion with OHC compression) of ``S`` signals in ``nchan`` bands.
+
+    The filter is pyclarity's ``gammatone_basilar_membrane``: demodulation by a rotating carrier, the
+    4th-order recursion on the real and imaginary parts, ``env = g |u|`` and ``bm = g Re(u e^{iwt})``.
+    With ``compress`` the outputs are compressed as ``env_compress_basilar_membrane`` does, with the gain
+    computed from ``control``.
 
     Args:
         x: ``(S, T)`` signals at 24 kHz.
         cos_step, sin_step: ``(nchan,)`` cos / sin of the carrier phase step per sample.
-        a: ``(S, nchan)`` pole radius of each band's filter; ``gain``: ``(S, nchan)``.
-        env: ``(S, nchan, T)`` output envelopes; ``mean_square``: ``(S, nchan)`` output mean squares.
-    """
-    n_sig, t_len = x.shape
-    nchan = cos_step.shape[0]
-    for task in nb.prange(n_sig * nchan):
-        s = task // nchan
-        k = task % nchan
-        aa = a[s, k]
-        b1, b2 = 4.0 * aa, 4.0 * aa * aa
-        d1, d2, d3, d4 = -4.0 * aa, 6.0 * aa * aa, -4.0 * aa * aa * aa, aa * aa * aa * aa
-        g = gain[s, k]
-        cs, sn = cos_step[k], sin_step[k]
-        cold, sold = 1.0, 0.0
-        r0 = r1 = r2 = r3 = 0.0
-        i0 = i1 = i2 = i3 = 0.0
-        acc = 0.0
-        for n in range(t_len):
-            if n > 0:
-                arg = cold * cs + sold * sn
-                sold = sold * cs - cold * sn
-                cold = arg
-            xr = x[s, n] * cold
-            xi = x[s, n] * sold
-            yr = r0 + xr
-            r0 = r1 + b1 * xr - d1 * yr
-            r1 = r2 + b2 * xr - d2 * yr
-            r2 = r3 - d3 * yr
-            r3 = -d4 * yr
-            yi = i0 + xi
-            i0 = i1 + b1 * xi - d1 * yi
-            i1 = i2 + b2 * xi - d2 * yi
-            i2 = i3 - d3 * yi
-            i3 = -d4 * yi
-            e = g * math.sqrt(yr * yr + yi * yi)
-            env[s, k, n] = e
-            acc += e * e
-        mean_square[s, k] = acc / t_len
-
-
-@nb.njit(parallel=True, **_JIT)
-def compressed_bands(
-    x, cos_step, sin_step, a, gain, control, attn_ohc, low_knee, comp_ratio, level1, lp, cc, bm, mean_square
-):
-    """Gammatone envelope and BM motion with OHC compression (``env_compress_basilar_membrane``).
-
-    Args:
-        x: ``(S, T)`` signals; ``cos_step``, ``sin_step``: ``(nchan,)``; ``a``, ``gain``: ``(S, nchan)``
-            filter pole radius and gain for the (level-adjusted) bandwidths.
-        control: ``(S, nchan, T)`` control envelopes.
+        a, gain: ``(S, nchan)`` pole radius and gain of each band's filter (its bandwidth).
+        compress: False for the control path (``env`` only), True for the main path.
+        control: ``(S, nchan, T)`` control envelopes (used with ``compress``).
         attn_ohc, low_knee, comp_ratio: ``(S, nchan)`` OHC attenuation (dB), lower knee (dB SPL), ratio.
         level1: dB SPL of RMS 1. ``lp``: ``(3,)`` = ``b0, b1, a1`` of the 800 Hz gain-smoothing filter.
-        cc, bm: ``(S, nchan, T)`` outputs (compressed envelope, compressed BM motion).
-        mean_square: ``(S, nchan)`` output mean square of the uncompressed envelope.
+        env, bm: ``(S, nchan, T)`` outputs: (compressed) envelope and (with ``compress``) BM motion.
+        mean_square: ``(S, nchan)`` output: mean square of the uncompressed envelope.
     """
     n_sig, t_len = x.shape
     nchan = cos_step.shape[0]
@@ -120,15 +81,17 @@ def compressed_bands(
         d1, d2, d3, d4 = -4.0 * aa, 6.0 * aa * aa, -4.0 * aa * aa * aa, aa * aa * aa * aa
         g = gain[s, k]
         cs, sn = cos_step[k], sin_step[k]
-        knee = low_knee[s, k]
-        slope = 1.0 - 1.0 / comp_ratio[s, k]
-        attn = attn_ohc[s, k]
-        # The dB level is clipped to [knee, 100]; the same clip on the linear control envelope lets the
-        # (common) samples below the knee or above 100 dB skip the log/exp.
-        lin_lo = 10.0 ** ((knee - level1) / 20.0)
-        lin_hi = 10.0 ** ((100.0 - level1) / 20.0)
-        gain_lo = math.exp(-attn * db_to_ln)
-        gain_hi = math.exp((-attn - (max(100.0, knee) - knee) * slope) * db_to_ln)
+        knee = slope = attn = lin_lo = lin_hi = gain_lo = gain_hi = 0.0
+        if compress:
+            knee = low_knee[s, k]
+            slope = 1.0 - 1.0 / comp_ratio[s, k]
+            attn = attn_ohc[s, k]
+            # The dB level is clipped to [knee, 100]; the same clip on the linear control envelope lets
+            # the (common) samples below the knee or above 100 dB skip the log/exp.
+            lin_lo = 10.0 ** ((knee - level1) / 20.0)
+            lin_hi = 10.0 ** ((100.0 - level1) / 20.0)
+            gain_lo = math.exp(-attn * db_to_ln)
+            gain_hi = math.exp((-attn - (max(100.0, knee) - knee) * slope) * db_to_ln)
         cold, sold = 1.0, 0.0
         r0 = r1 = r2 = r3 = 0.0
         i0 = i1 = i2 = i3 = 0.0
@@ -153,6 +116,9 @@ def compressed_bands(
             i3 = -d4 * yi
             e = g * math.sqrt(yr * yr + yi * yi)
             acc += e * e
+            if not compress:
+                env[s, k, n] = e
+                continue
             ctl = control[s, k, n]
             if ctl <= lin_lo:
                 lin = gain_lo
@@ -163,7 +129,7 @@ def compressed_bands(
                 lin = math.exp((-attn - (level - knee) * slope) * db_to_ln)
             smooth = lb0 * lin + z
             z = lb1 * lin - la1 * smooth
-            cc[s, k, n] = smooth * e
+            env[s, k, n] = smooth * e
             bm[s, k, n] = smooth * (g * (yr * cold + yi * sold))
         mean_square[s, k] = acc / t_len
 

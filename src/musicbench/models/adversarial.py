@@ -1,0 +1,302 @@
+"""Stochastic GAN restorer with a conditional critic (Lattner & Nistal 2021), Lightning 2 manual optimization.
+
+The generator sees the degraded STFT features (``representation``) and a noise tensor ``z`` and predicts a
+residual on those features; the critic scores (degraded, candidate) feature pairs. Each training step
+runs ``critic_steps`` critic updates, then one generator update. Different ``z`` give different plausible
+restorations; inference draws ``num_samples`` of them per track from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from musicbench.audio.chunking import chunked_apply
+from musicbench.audio.stft import Stft
+from musicbench.models.restoration import RestorationModule
+
+# ----------------------------------------------------------------------------------------------------
+# Adversarial losses: ``critic(real_scores, fake_scores)`` and ``generator(fake_scores)`` on patch scores.
+
+
+class WassersteinLoss:
+    """WGAN critic/generator losses (Arjovsky et al. 2017); pair with a gradient penalty (WGAN-GP)."""
+
+    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() - real.mean()
+
+    def generator(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+class HingeLoss:
+    """Hinge losses (Lim & Ye 2017; as in SAGAN / BigGAN)."""
+
+    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+
+    def generator(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+class LeastSquaresLoss:
+    """Least-squares GAN losses (Mao et al. 2017): real -> 1, fake -> 0."""
+
+    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean()
+
+    def generator(self, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((fake - 1) ** 2).mean()
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]],
+    condition: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017): ``E[(||grad_x D(c, x)||_2 - 1)^2]`` at random interpolates
+    ``x = e real + (1 - e) fake``, ``e ~ U(0, 1)`` per example; ``D`` is the mean of the patch scores.
+
+    ``real``/``fake``: ``(B, ...)`` critic inputs; returns a scalar with a graph to the critic's weights.
+    """
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
+    mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
+    scores, _ = critic(condition, mixed)
+    (grad,) = torch.autograd.grad(scores.flatten(1).mean(1).sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def track_seed(name: str, base: int = 0) -> int:
+    """A stable 31-bit seed for a track name (CRC32; Python's ``hash`` is salted per process)."""
+    return (zlib.crc32(name.encode("utf-8")) + int(base)) % (2**31 - 1)
+
+
+class AdversarialRestorer(RestorationModule):
+    """A generator/critic pair trained adversarially, with optional reconstruction and feature matching.
+
+    Args:
+        generator: factory (``_partial_``) called as ``generator(in_channels=K, out_channels=K)`` with
+            ``K`` the representation's channels (e.g. :class:`~musicbench.nets.gan.SpectralGenerator`).
+        critic: factory called as ``critic(in_channels=K)`` (e.g. :class:`~musicbench.nets.gan.SpectralCritic`).
+        representation: STFT features (``musicbench.audio.representations``), e.g. compressed complex.
+        adversarial: loss object with ``critic(real, fake)`` and ``generator(fake)`` (WGAN, hinge, LS).
+        gradient_penalty_weight: weight of the WGAN-GP penalty (0 disables it).
+        reconstruction: optional waveform loss ``loss(estimate, clean)`` for the generator (e.g. the
+            multi-resolution STFT loss); ``reconstruction_weight`` scales it.
+        feature_matching_weight: weight of the L1 distance of critic activations on fake vs real.
+        critic_steps: critic updates per generator update (on the same batch).
+        optimizer, critic_optimizer: partial optimizers of the generator and the critic.
+        scheduler, critic_scheduler: optional partial LR schedulers, stepped once per epoch.
+        ema_decay: keep an exponential moving average of the generator weights (used for inference);
+            ``None`` to disable.
+        gradient_clip: max gradient norm of both networks (``None``: no clipping).
+        num_samples: restorations drawn per track at evaluation (``K``).
+        seed: base of the per-track noise seeds at inference.
+        audio_channels, n_fft, hop_length: the STFT of the features.
+        **kwargs: :class:`RestorationModule` arguments (sample rate, inference chunking). Its ``loss`` is
+            the reconstruction loss used for ``val/loss``.
+
+    Logs ``train/g_loss``, ``train/d_loss``, ``train/gp``, ``train/critic_real``, ``train/critic_fake``,
+    ``train/reconstruction`` and the validation metrics of :class:`RestorationModule`.
+    """
+
+    def __init__(
+        self,
+        generator: Callable[..., nn.Module],
+        critic: Callable[..., nn.Module],
+        representation,
+        adversarial=None,
+        gradient_penalty_weight: float = 10.0,
+        reconstruction: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        reconstruction_weight: float = 1.0,
+        feature_matching_weight: float = 0.0,
+        critic_steps: int = 1,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., object] | None = None,
+        critic_scheduler: Callable[..., object] | None = None,
+        ema_decay: float | None = 0.999,
+        gradient_clip: float | None = None,
+        num_samples: int = 4,
+        seed: int = 0,
+        audio_channels: int = 2,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        **kwargs,
+    ) -> None:
+        rec = reconstruction if reconstruction is not None else nn.L1Loss()
+        super().__init__(loss=rec, optimizer=optimizer, scheduler=scheduler, **kwargs)
+        if critic_steps < 1 or num_samples < 1:
+            raise ValueError(f"critic_steps and num_samples must be >= 1, got {critic_steps}, {num_samples}")
+        self.automatic_optimization = False
+        self.representation = representation
+        k = representation.channels_per_audio_channel * int(audio_channels)
+        self.generator = generator(in_channels=k, out_channels=k)
+        self.critic = critic(in_channels=k)
+        self.stft = Stft(n_fft, hop_length)
+        self.adversarial = adversarial if adversarial is not None else WassersteinLoss()
+        self.gp_weight, self.rec_weight = float(gradient_penalty_weight), float(reconstruction_weight)
+        self.use_reconstruction = reconstruction is not None and self.rec_weight > 0
+        self.fm_weight, self.critic_steps = float(feature_matching_weight), int(critic_steps)
+        self.critic_optimizer_factory, self.critic_scheduler_factory = critic_optimizer, critic_scheduler
+        self.gradient_clip, self.num_samples, self.seed = gradient_clip, int(num_samples), int(seed)
+        self.ema = None
+        if ema_decay is not None:
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                copy.deepcopy(self.generator),
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(ema_decay)),
+            )
+            self.ema.requires_grad_(False)
+
+    # --- generation ------------------------------------------------------------------------------------
+    @property
+    def align(self) -> int:
+        return self.stft.hop_length
+
+    def _features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = self.stft(audio)
+        return self.representation.encode(spec), spec
+
+    def _generate(self, condition: torch.Tensor, net: nn.Module, generator=None) -> torch.Tensor:
+        return condition + net(condition, generator=generator)
+
+    def restore(
+        self, degraded: torch.Tensor, generator: torch.Generator | None = None, use_ema: bool | None = None
+    ) -> torch.Tensor:
+        """Degraded ``(B, C, T)`` -> one restoration ``(B, C, T)`` with ``z`` drawn from ``generator``
+        (the EMA generator outside training, unless ``use_ema=False``)."""
+        use_ema = (not self.training) if use_ema is None else use_ema
+        net = self.ema.module if (use_ema and self.ema is not None) else self.generator
+        cond, spec = self._features(degraded)
+        est = self.representation.decode(self._generate(cond, net, generator), spec)
+        return self.stft.inverse(est, degraded.shape[-1])
+
+    @torch.no_grad()
+    def sample(self, degraded: torch.Tensor, num_samples: int | None = None, seed: int = 0) -> torch.Tensor:
+        """``K`` full-track restorations ``(K, B, C, T)`` of degraded ``(B, C, T)``, by overlap-add of chunks.
+
+        Sample ``k`` draws its noise from a generator seeded with ``seed + k`` (chunks in order), so the
+        same seed gives the same restorations.
+        """
+        sr, k_total = self.sample_rate, num_samples or self.num_samples
+        out = []
+        for k in range(k_total):
+            gen = torch.Generator(device=degraded.device).manual_seed(int(seed) + k)
+            out.append(
+                chunked_apply(
+                    lambda x, g=gen: self.restore(x, generator=g),
+                    degraded,
+                    chunk=int(self.chunk_seconds * sr),
+                    context=int(self.context_seconds * sr),
+                    crossfade=int(self.crossfade_seconds * sr),
+                    align=self.align,
+                )
+            )
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def separate(self, degraded: torch.Tensor) -> torch.Tensor:
+        """The first of the seeded samples as ``(B, 1, C, T)`` (the single-estimate interface)."""
+        return self.sample(degraded, num_samples=1, seed=self.seed)[0].unsqueeze(1)
+
+    @torch.no_grad()
+    def estimate_systems(self, degraded: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
+        """The evaluation systems of one track: ``sample_k`` for each of the ``K`` restorations and ``mean``
+        (their average waveform), each ``(1, C, T)`` for the single source ``clean``; seeded by the name."""
+        samples = self.sample(degraded.unsqueeze(0), seed=track_seed(name, self.seed))[:, 0]  # (K, C, T)
+        systems = {f"sample_{k}": s.unsqueeze(0) for k, s in enumerate(samples)}
+        systems["mean"] = samples.mean(0).unsqueeze(0)
+        return systems
+
+    # --- training --------------------------------------------------------------------------------------
+    def _clip(self, params) -> None:
+        if self.gradient_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.gradient_clip)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        degraded, clean = batch
+        clean, bs = clean[:, 0], degraded.shape[0]
+        cond, spec = self._features(degraded)
+        real, _ = self._features(clean)
+
+        for _ in range(self.critic_steps):
+            with torch.no_grad():
+                fake = self._generate(cond, self.generator)
+            real_scores, _ = self.critic(cond, real)
+            fake_scores, _ = self.critic(cond, fake)
+            d_loss = self.adversarial.critic(real_scores, fake_scores)
+            gp = (
+                gradient_penalty(self.critic, cond, real, fake)
+                if self.gp_weight > 0
+                else d_loss.new_zeros(())
+            )
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss + self.gp_weight * gp)
+            self._clip(self.critic.parameters())
+            opt_d.step()
+
+        fake = self._generate(cond, self.generator)
+        fake_scores, fake_feats = self.critic(cond, fake)
+        g_loss = self.adversarial.generator(fake_scores)
+        total = g_loss
+        if self.fm_weight > 0:
+            with torch.no_grad():
+                _, real_feats = self.critic(cond, real)
+            fm = sum((f - r).abs().mean() for f, r in zip(fake_feats, real_feats, strict=True)) / len(
+                fake_feats
+            )
+            total = total + self.fm_weight * fm
+            self.log("train/feature_matching", fm, batch_size=bs)
+        if self.use_reconstruction:
+            audio = self.stft.inverse(self.representation.decode(fake, spec), degraded.shape[-1])
+            rec = self.loss(audio, clean)
+            total = total + self.rec_weight * rec
+            self.log("train/reconstruction", rec, batch_size=bs)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        self._clip(self.generator.parameters())
+        opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+
+        self.log_dict(
+            {
+                "train/g_loss": total.detach(),
+                "train/d_loss": d_loss.detach(),
+                "train/gp": gp.detach(),
+                "train/critic_real": real_scores.mean().detach(),
+                "train/critic_fake": fake_scores.mean().detach(),
+            },
+            prog_bar=True,
+            batch_size=bs,
+        )
+
+    def forward(self, degraded: torch.Tensor) -> torch.Tensor:
+        """One restoration with the fixed noise of ``seed`` (validation metrics do not jitter with z)."""
+        return self.restore(
+            degraded, generator=torch.Generator(device=degraded.device).manual_seed(self.seed)
+        )
+
+    def on_train_epoch_end(self) -> None:
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
+            sched.step()
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None or self.critic_optimizer_factory is None:
+            raise ValueError("AdversarialRestorer needs model.optimizer and model.critic_optimizer")
+        opt_g = self.optimizer_factory(params=self.generator.parameters())
+        opt_d = self.critic_optimizer_factory(params=self.critic.parameters())
+        scheds = [
+            factory(optimizer=opt)
+            for factory, opt in ((self.scheduler_factory, opt_g), (self.critic_scheduler_factory, opt_d))
+            if factory is not None
+        ]
+        return [opt_g, opt_d], scheds

@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from musicbench.audio.representations import CompressedComplex, LogMagnitude
+from musicbench.nets.gan import SpectralCritic, SpectralGenerator
+
+
+def _gen(z_dim=8, **kw):
+    torch.manual_seed(0)
+    net = SpectralGenerator(in_channels=4, out_channels=4, z_dim=z_dim, depth=3, base_channels=8, **kw)
+    # the output layer starts at zero (identity residual): give it weights so z can show in the output
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    return net
+
+
+def test_generator_shapes_and_noise_shape():
+    net = _gen()
+    x = torch.randn(2, 4, 37, 21)  # not multiples of 2**depth
+    assert net.noise_shape(x.shape) == (2, 8, 5, 3)
+    assert net(x).shape == x.shape
+    with pytest.raises(ValueError, match="z must have shape"):
+        net(x, z=torch.randn(2, 8, 4, 3))
+
+
+def test_different_z_different_output_same_z_same_output():
+    net = _gen().eval()
+    x = torch.randn(1, 4, 32, 16)
+    z1 = torch.randn(net.noise_shape(x.shape), generator=torch.Generator().manual_seed(1))
+    z2 = torch.randn(net.noise_shape(x.shape), generator=torch.Generator().manual_seed(2))
+    a, a2, b = net(x, z1), net(x, z1.clone()), net(x, z2)
+    assert torch.equal(a, a2)
+    assert (a - b).abs().max() > 1e-4
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(net(x, generator=g1), net(x, generator=g2))
+
+
+def test_zero_z_dim_is_deterministic():
+    net = _gen(z_dim=0).eval()
+    x = torch.randn(2, 4, 32, 16)
+    assert torch.equal(net(x), net(x))
+    assert net.noise_shape(x.shape)[1] == 0
+
+
+def test_untrained_generator_outputs_zero_residual():
+    net = SpectralGenerator(in_channels=2, out_channels=2, z_dim=4, depth=2, base_channels=8)
+    assert net(torch.randn(1, 2, 16, 8)).abs().max() == 0
+
+
+def test_critic_shapes_features_and_gradients():
+    critic = SpectralCritic(in_channels=4, depth=3, base_channels=8, spectral_norm=True)
+    cond, cand = torch.randn(2, 4, 64, 32), torch.randn(2, 4, 64, 32, requires_grad=True)
+    scores, feats = critic(cond, cand)
+    assert scores.shape == (2, 1, 8, 4)
+    assert [f.shape[1] for f in feats] == [8, 16, 32]
+    scores.mean().backward()
+    assert cand.grad is not None and cand.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        critic(cond, cand[..., :16])
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 1.0])
+def test_compressed_complex_round_trip(alpha):
+    spec = torch.randn(2, 2, 33, 10, dtype=torch.complex64)
+    spec[0, 0, :5] = 0  # exact silence stays finite and zero
+    rep = CompressedComplex(alpha)
+    feats = rep.encode(spec)
+    assert feats.shape == (2, 4, 33, 10) and torch.isfinite(feats).all()
+    torch.testing.assert_close(rep.decode(feats), spec, rtol=1e-4, atol=1e-5)
+    # the magnitude is compressed: |feature pair| = |X|^alpha
+    pair_mag = feats[:, 0::2].hypot(feats[:, 1::2])
+    torch.testing.assert_close(pair_mag, spec.abs() ** alpha, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        CompressedComplex(0)
+
+
+def test_log_magnitude_takes_the_reference_phase():
+    spec = torch.randn(1, 2, 17, 6, dtype=torch.complex64)
+    rep = LogMagnitude()
+    out = rep.decode(rep.encode(spec), reference=spec)
+    torch.testing.assert_close(out, spec, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="reference"):
+        rep.decode(rep.encode(spec))
