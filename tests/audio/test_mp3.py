@@ -102,3 +102,9 @@ def test_params_and_name_change_with_every_setting():
     others = [base.with_bitrate(64), Mp3Codec(quality=5), Mp3Codec(channels=1), Mp3Codec(None, 3)]
     keys = {str(sorted(c.params().items())) for c in [base, *others]}
     assert len(keys) == 5 and len({c.name for c in [base, *others]}) == 5
+
+
+def test_audio_beyond_full_scale_is_refused_not_clipped():
+    loud = np.full((2, 4410), 1.5, dtype=np.float32)
+    with pytest.raises(CodecError, match="peaks at 1.5"):
+        Mp3Codec(bitrate=128).encode(loud, 44100)

@@ -141,12 +141,21 @@ class Mp3Codec:
         check_sample_rate(sample_rate)
 
     def encode(self, audio: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
-        """Encode ``(C, T)`` float audio (full scale 1.0; clipped) at ``sample_rate`` Hz to MP3 bytes."""
+        """Encode ``(C, T)`` float audio (full scale 1.0) at ``sample_rate`` Hz to MP3 bytes.
+
+        LAME takes 16-bit PCM: audio beyond full scale raises ``CodecError`` rather than being clipped.
+        """
         import lameenc
 
         self.check(sample_rate)
         x = to_channels(_as_numpy(audio), self.channels)
-        pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if not np.isfinite(peak) or peak > 1.0:
+            raise CodecError(
+                f"audio peaks at {peak:.4g} (> 1.0, full scale): 16-bit input to LAME would clip it. "
+                "Lower the gain (e.g. normalise the source) before encoding."
+            )
+        pcm = np.round(x * 32767.0).astype("<i2")
         encoder = lameenc.Encoder()
         encoder.set_in_sample_rate(int(sample_rate))
         encoder.set_channels(self.channels)

@@ -37,12 +37,12 @@ import pytorch_lightning as pl
 import soxr
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from musicbench.audio.io import AudioFileError, audio_info, read_audio, write_audio
 from musicbench.audio.mp3 import CodecError, Mp3Codec, to_channels
 from musicbench.data.augment import is_silent
-from musicbench.data.musdb import SPLITS, EpochSampler, EvalDataset, MusdbDataModule, item_rng
+from musicbench.data.musdb import SPLITS, EvalDataset, MusdbDataModule, SplitLoaders, item_rng
 from musicbench.data.tracks import DatasetError, check_root, fit_length
 from musicbench.utils.files import sha256_file, write_json_atomic
 from musicbench.utils.progress import progress_bar
@@ -317,7 +317,7 @@ class PairChunkDataset(Dataset):
 
 
 # ------------------------------------------------------------------------------------------- datamodule
-class Mp3PairsDataModule(pl.LightningDataModule):
+class Mp3PairsDataModule(SplitLoaders, pl.LightningDataModule):
     """Pairs ``(MP3-decoded, clean)`` from any clean source, prepared once and cached.
 
     Args:
@@ -513,29 +513,3 @@ class Mp3PairsDataModule(pl.LightningDataModule):
             self.valid_set = EvalDataset(self.tracks("valid"), segment)
         if stage in (None, "test", "predict"):
             self.test_set = EvalDataset(self.tracks("test"), None)
-
-    def _loader(self, dataset: Dataset, batch_size: int, sampler=None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_set is None:
-            self.setup("fit")
-        return self._loader(self.train_set, self.batch_size, EpochSampler(self.samples_per_epoch))
-
-    def val_dataloader(self) -> DataLoader | list:
-        if self.valid_set is None:
-            self.setup("validate")
-        return self._loader(self.valid_set, self.eval_batch_size) if len(self.valid_set) else []
-
-    def test_dataloader(self) -> DataLoader:
-        if self.test_set is None:
-            self.setup("test")
-        return self._loader(self.test_set, 1)

@@ -199,7 +199,47 @@ class EvalDataset(Dataset):
         return mixture.contiguous(), targets.contiguous()
 
 
-class MusdbDataModule(pl.LightningDataModule):
+class SplitLoaders:
+    """The dataloaders of a datamodule with ``train_set`` (drawn through an :class:`EpochSampler` of
+    ``samples_per_epoch`` items), ``valid_set`` and ``test_set`` built by ``setup``; uses ``batch_size``,
+    ``eval_batch_size``, ``num_workers`` and ``pin_memory``."""
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
+        return self._loader(self.train_set, self.batch_size, EpochSampler(self.samples_per_epoch))
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches; an empty list (Lightning then skips validation) when there are no tracks."""
+        if self.valid_set is None:
+            self.setup("validate")
+        assert self.valid_set is not None
+        if len(self.valid_set) == 0:
+            return []
+        return self._loader(self.valid_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        """Full test tracks, one per batch, in ``tracks("test")`` order."""
+        if self.test_set is None:
+            self.setup("test")
+        assert self.test_set is not None
+        return self._loader(self.test_set, 1)
+
+
+class MusdbDataModule(SplitLoaders, pl.LightningDataModule):
     """MUSDB18-HQ (wav), MUSDB18 (.stem.mp4) and the chorales (wav + manifest.json) as a LightningDataModule.
 
     Args:
@@ -455,37 +495,3 @@ class MusdbDataModule(pl.LightningDataModule):
             if not test and stage is not None:
                 raise DatasetError(f"no test tracks in {self._root / 'test'}. {LAYOUT_HELP}")
             self.test_set = EvalDataset(test, None)
-
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_set is None:
-            self.setup("fit")
-        assert self.train_set is not None
-        return self._loader(self.train_set, self.batch_size, EpochSampler(self.samples_per_epoch))
-
-    def val_dataloader(self) -> DataLoader | list:
-        """Validation batches; an empty list (Lightning then skips validation) when there are no tracks."""
-        if self.valid_set is None:
-            self.setup("validate")
-        assert self.valid_set is not None
-        if len(self.valid_set) == 0:
-            return []
-        return self._loader(self.valid_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        """Full test tracks, one per batch, in ``tracks("test")`` order."""
-        if self.test_set is None:
-            self.setup("test")
-        assert self.test_set is not None
-        return self._loader(self.test_set, 1)

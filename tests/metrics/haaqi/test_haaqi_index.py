@@ -54,6 +54,10 @@ def _case(name, sample_rate=24000, seconds=1.0):
         return x, y
     if name == "unrelated":
         return x, _music(seconds, sample_rate, seed=5)
+    if name == "mp3":  # a real LAME round trip at 32 kbit/s (mono), aligned to the original
+        from musicbench.audio.mp3 import Mp3Codec
+
+        return x, Mp3Codec(bitrate=32, channels=1)(x[None], sample_rate)[0].double().numpy()
     raise ValueError(name)
 
 
@@ -88,6 +92,8 @@ CASES = [
     ("unrelated", "mild", 1, 16000, 16000, 0),
     ("noisy", "moderate", 2, 44100, 32000, 20),
     ("lowpassed", "severe", 1, 24000, 24000, 15),
+    ("mp3", "sloping", 1, 44100, 44100, 0),
+    ("mp3", "moderate", 2, 44100, 44100, 5),
 ]
 
 
@@ -239,3 +245,20 @@ def test_cuda_matches_cpu_with_the_same_seed():
     gpu = haaqi(torch.from_numpy(ref).cuda(), torch.from_numpy(proc).cuda(), 24000, 24000, levels, seed=9)
     assert gpu.device.type == "cuda"
     assert abs(float(gpu) - float(cpu)) < 1e-9
+
+
+def test_asymmetric_listener_both_ears_match_pyclarity():
+    """Cadenza scores each ear with its own audiogram: a batch of (left, right) against pyclarity's two calls."""
+    ref, proc = _case("mp3", 44100, seconds=1.0)
+    left, right = AUDIOGRAMS["mild"], AUDIOGRAMS["severe"]
+    theirs = [_pyclarity(ref, proc, 44100, 44100, lv, 1, seed=s) for lv, s in ((left, 3), (right, 4))]
+    refs = torch.from_numpy(np.stack([ref, ref]))
+    procs = torch.from_numpy(np.stack([proc, proc]))
+
+    def seeded_on_first_draw(seed):  # item i seeds NumPy when its ear model draws, as pyclarity's call i
+        return lambda n: _numpy_noise(seed)(n)
+
+    hooks = [seeded_on_first_draw(3), seeded_on_first_draw(4)]
+    ours = haaqi(refs, procs, 44100, 44100, [left, right], noise=hooks, resampling="pyclarity")
+    assert abs(theirs[0] - theirs[1]) > 0.01  # the ears differ
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=TOL)
