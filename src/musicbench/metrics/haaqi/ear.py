@@ -305,7 +305,9 @@ def _xcorr_argmax_cpu(a: np.ndarray, v: np.ndarray, lag_lo: int, lag_hi: int) ->
             best[r] = lag_lo + int(cand[0])
             continue
         if len(cand) > 64:
-            exact = _xcorr_blocks(a[r : r + 1], v[r : r + 1], max_lag)[0, max_lag + lag_lo : max_lag + lag_hi + 1]
+            exact = _xcorr_blocks(a[r : r + 1], v[r : r + 1], max_lag)[
+                0, max_lag + lag_lo : max_lag + lag_hi + 1
+            ]
             best[r] = lag_lo + int(np.argmax(exact))
             continue
         values = []
