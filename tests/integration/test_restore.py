@@ -11,20 +11,6 @@ import pytest
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
-TINY = [
-    "experiment=restore_lstm_mp3_32k",
-    "trainer.max_epochs=2",
-    "trainer.max_time=null",
-    "trainer.log_every_n_steps=1",
-    "data.chunk_seconds=0.5",
-    "data.samples_per_epoch=8",
-    "data.batch_size=4",
-    "data.valid_segment_seconds=1.0",
-    "data.prepare_workers=0",
-    "data.progress=false",
-    "evaluator.progress=false",
-    "callbacks.progress_bar=null",
-]
 TINY_LSTM = [
     "model.n_fft=256",
     "model.hop_length=64",
@@ -51,8 +37,8 @@ def _single_run(folder: Path) -> Path:
     return runs[0]
 
 
-def test_cli_train_then_eval_restorer(tmp_path, tiny_chorales_root):
-    _run(tmp_path, tiny_chorales_root, BIN / "mb-train", *TINY, *TINY_LSTM, CACHE.format(tmp_path))
+def test_cli_train_then_eval_restorer(tmp_path, tiny_chorales_root, tiny_mp3_run):
+    _run(tmp_path, tiny_chorales_root, BIN / "mb-train", *tiny_mp3_run, *TINY_LSTM, CACHE.format(tmp_path))
     run = _single_run(tmp_path / "outputs" / "train" / "restore_lstm_mp3_32k")
     summary = json.loads((run / "summary.json").read_text())
     test_tracks = json.loads((tiny_chorales_root / "manifest.json").read_text())["splits"]["test"]
@@ -81,12 +67,12 @@ def test_cli_train_then_eval_restorer(tmp_path, tiny_chorales_root):
     assert ev["systems"]["model"]["median"]["clean"] == pytest.approx(metrics, abs=1e-6)
 
 
-def test_identity_restorer_scores_exactly_the_mp3_input(tmp_path, tiny_chorales_root):
+def test_identity_restorer_scores_exactly_the_mp3_input(tmp_path, tiny_chorales_root, tiny_mp3_run):
     _run(
         tmp_path,
         tiny_chorales_root,
         BIN / "mb-train",
-        *TINY,
+        *tiny_mp3_run,
         CACHE.format(tmp_path),
         "model=identity_restorer",
         "trainer.max_epochs=1",

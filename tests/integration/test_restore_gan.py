@@ -11,20 +11,9 @@ import pytest
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
-TINY = [
-    "trainer.max_epochs=2",
-    "trainer.max_time=null",
-    "trainer.log_every_n_steps=1",
-    "data.chunk_seconds=0.5",
-    "data.samples_per_epoch=8",
-    "data.batch_size=4",
-    "data.valid_segment_seconds=1.0",
-    "data.prepare_workers=0",
-    "data.progress=false",
-    "evaluator.progress=false",
+TINY_GAN = [
     "evaluator.excerpts=1",
     "evaluator.excerpt_seconds=1.0",
-    "callbacks.progress_bar=null",
     "model.n_fft=256",
     "model.hop_length=64",
     "model.generator.depth=2",
@@ -38,11 +27,12 @@ TINY = [
 ]
 
 
-def _train(tmp_path, chorales_root, *args) -> Path:
+def _train(tmp_path, chorales_root, overrides, *args) -> Path:
     env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
     cmd = [
         str(BIN / "mb-train"),
-        *TINY,
+        *overrides,
+        *TINY_GAN,
         *args,
         f"paths.chorales_root={chorales_root}",
         f"data.cache_dir={tmp_path}/cache",
@@ -53,8 +43,10 @@ def _train(tmp_path, chorales_root, *args) -> Path:
     return run
 
 
-def test_stochastic_gan_trains_and_reports_samples_best_of_k_and_diversity(tmp_path, tiny_chorales_root):
-    run = _train(tmp_path, tiny_chorales_root, "experiment=restore_gan_mp3_32k")
+def test_stochastic_gan_trains_and_reports_samples_best_of_k_and_diversity(
+    tmp_path, tiny_chorales_root, tiny_mp3_run
+):
+    run = _train(tmp_path, tiny_chorales_root, tiny_mp3_run, "experiment=restore_gan_mp3_32k")
     summary = json.loads((run / "summary.json").read_text())
     systems = summary["systems"]
     assert set(systems) == {"sample_0", "sample_1", "sample_2", "mean", "best_of_k", "diversity", "input"}
@@ -73,9 +65,13 @@ def test_stochastic_gan_trains_and_reports_samples_best_of_k_and_diversity(tmp_p
     assert (excerpt / "spectrograms.png").stat().st_size > 10_000
 
 
-def test_deterministic_gan_has_one_restoration(tmp_path, tiny_chorales_root):
+def test_deterministic_gan_has_one_restoration(tmp_path, tiny_chorales_root, tiny_mp3_run):
     run = _train(
-        tmp_path, tiny_chorales_root, "experiment=restore_gan_mp3_32k_deterministic", "model.num_samples=1"
+        tmp_path,
+        tiny_chorales_root,
+        tiny_mp3_run,
+        "experiment=restore_gan_mp3_32k_deterministic",
+        "model.num_samples=1",
     )
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["systems"]) == {"sample_0", "mean", "input"}

@@ -505,11 +505,6 @@ class Mp3PairsDataModule(SplitLoaders, pl.LightningDataModule):
                 silence_threshold_db=self.silence_threshold_db,
             )
         if stage in (None, "fit", "validate"):
-            segment = (
-                None
-                if self.valid_segment_seconds is None
-                else int(round(self.valid_segment_seconds * self.sample_rate))
-            )
-            self.valid_set = EvalDataset(self.tracks("valid"), segment)
+            self.valid_set = EvalDataset(self.tracks("valid"), self.valid_segment_frames)
         if stage in (None, "test", "predict"):
             self.test_set = EvalDataset(self.tracks("test"), None)

@@ -202,7 +202,14 @@ class EvalDataset(Dataset):
 class SplitLoaders:
     """The dataloaders of a datamodule with ``train_set`` (drawn through an :class:`EpochSampler` of
     ``samples_per_epoch`` items), ``valid_set`` and ``test_set`` built by ``setup``; uses ``batch_size``,
-    ``eval_batch_size``, ``num_workers`` and ``pin_memory``."""
+    ``eval_batch_size``, ``num_workers``, ``pin_memory``, ``valid_segment_seconds`` and ``sample_rate``."""
+
+    @property
+    def valid_segment_frames(self) -> int | None:
+        """Validation segment length in samples (``valid_segment_seconds``; ``None``: whole tracks)."""
+        if self.valid_segment_seconds is None:
+            return None
+        return int(round(self.valid_segment_seconds * self.sample_rate))
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
@@ -484,12 +491,7 @@ class MusdbDataModule(SplitLoaders, pl.LightningDataModule):
                 silence_threshold_db=self.silence_threshold_db,
             )
         if stage in (None, "fit", "validate"):
-            segment = (
-                None
-                if self.valid_segment_seconds is None
-                else int(round(self.valid_segment_seconds * self.sample_rate))
-            )
-            self.valid_set = EvalDataset(self.tracks("valid"), segment)
+            self.valid_set = EvalDataset(self.tracks("valid"), self.valid_segment_frames)
         if stage in (None, "test", "predict"):
             test = self.tracks("test")
             if not test and stage is not None:
