@@ -11,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
+PRESET = "experiment=restore_lstm_mp3_32k"
 TINY_LSTM = [
     "model.n_fft=256",
     "model.hop_length=64",
@@ -38,7 +39,15 @@ def _single_run(folder: Path) -> Path:
 
 
 def test_cli_train_then_eval_restorer(tmp_path, tiny_chorales_root, tiny_mp3_run):
-    _run(tmp_path, tiny_chorales_root, BIN / "mb-train", *tiny_mp3_run, *TINY_LSTM, CACHE.format(tmp_path))
+    _run(
+        tmp_path,
+        tiny_chorales_root,
+        BIN / "mb-train",
+        PRESET,
+        *tiny_mp3_run,
+        *TINY_LSTM,
+        CACHE.format(tmp_path),
+    )
     run = _single_run(tmp_path / "outputs" / "train" / "restore_lstm_mp3_32k")
     summary = json.loads((run / "summary.json").read_text())
     test_tracks = json.loads((tiny_chorales_root / "manifest.json").read_text())["splits"]["test"]
@@ -72,6 +81,7 @@ def test_identity_restorer_scores_exactly_the_mp3_input(tmp_path, tiny_chorales_
         tmp_path,
         tiny_chorales_root,
         BIN / "mb-train",
+        PRESET,
         *tiny_mp3_run,
         CACHE.format(tmp_path),
         "model=identity_restorer",
