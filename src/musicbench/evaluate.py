@@ -51,13 +51,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
     return state, OmegaConf.create(state[CONFIG_KEY])
 
 
+def _task_overrides() -> list[str]:
+    """The command line's overrides (none outside ``@hydra.main``, e.g. the compose API in tests)."""
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
 def _overridden(group: str) -> bool:
     """Whether ``group=...`` or ``group.key=...`` was given on the command line."""
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # not under @hydra.main (e.g. compose API in tests)
-        return False
-    return any(o.lstrip("+~").startswith((f"{group}=", f"{group}.")) for o in overrides)
+    return any(o.lstrip("+~").startswith((f"{group}=", f"{group}.")) for o in _task_overrides())
 
 
 def _data_overridden() -> bool:
@@ -67,10 +71,7 @@ def _data_overridden() -> bool:
 def _evaluator_config(cfg: DictConfig, stored: DictConfig) -> DictConfig:
     """The training run's evaluator with the command line's ``evaluator.key=value`` overrides applied, or
     ``cfg.evaluator`` when ``evaluator=...`` chooses another one (or the checkpoint stores none)."""
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:
-        overrides = []
+    overrides = _task_overrides()
     if "evaluator" not in stored or any(o.lstrip("+~").startswith("evaluator=") for o in overrides):
         return cfg.evaluator
     keys = [o.lstrip("+")[len("evaluator.") :] for o in overrides if o.lstrip("+").startswith("evaluator.")]

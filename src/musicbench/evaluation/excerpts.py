@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from musicbench.audio.io import write_audio
+from musicbench.evaluation.runner import SAMPLE_PREFIX
 from musicbench.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ def restorations(model: Any, degraded: torch.Tensor, name: str) -> list[torch.Te
     with torch.inference_mode():
         if hasattr(model, "estimate_systems"):
             systems = model.estimate_systems(degraded, name)
-            return [v[0].float().cpu() for k, v in sorted(systems.items()) if k.startswith("sample_")]
+            count = sum(k.startswith(SAMPLE_PREFIX) for k in systems)
+            return [
+                systems[f"{SAMPLE_PREFIX}{k}"][0].float().cpu() for k in range(count)
+            ]  # sample_10 after _9
         return [model.separate(degraded.unsqueeze(0))[0, 0].float().cpu()]
 
 

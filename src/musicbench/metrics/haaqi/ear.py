@@ -226,23 +226,19 @@ def _xcorr(a: torch.Tensor, v: torch.Tensor, max_lag: int) -> torch.Tensor:
     """``scipy.signal.correlate(a, v, 'full')`` restricted to lags ``-max_lag .. max_lag`` (last dim).
 
     Returns ``(..., 2 max_lag + 1)``; index ``k`` is lag ``k - max_lag``, i.e. ``sum_m a[m + lag] v[m]``.
-    On CPU, short lag ranges use block-wise spectra (``_xcorr_blocks``) and the transforms run in scipy's
-    pocketfft on ``torch.get_num_threads()`` workers (several times faster than torch's CPU FFT on long
-    rows); elsewhere one torch FFT pair of the whole rows.
+    One FFT pair of the whole rows; on CPU in scipy's pocketfft on ``torch.get_num_threads()`` workers
+    (several times faster than torch's CPU FFT on long rows). Short lag ranges on CPU have a cheaper
+    search: ``_xcorr_argmax_cpu``.
     """
     n = a.shape[-1]
     max_lag = min(max_lag, n - 1)
+    n_fft = next_fast_len(n + max_lag + 1)  # no circular wrap within +/- max_lag
     if a.device.type == "cpu":
-        a_np, v_np = a.numpy(), v.numpy()
-        if 8 * max_lag < n:
-            return torch.from_numpy(_xcorr_blocks(a_np, v_np, max_lag))
-        n_fft = next_fast_len(n + max_lag + 1)
         workers = torch.get_num_threads()
-        fa = scipy.fft.rfft(a_np, n=n_fft, workers=workers)
-        fa *= scipy.fft.rfft(v_np, n=n_fft, workers=workers).conj()
+        fa = scipy.fft.rfft(a.numpy(), n=n_fft, workers=workers)
+        fa *= scipy.fft.rfft(v.numpy(), n=n_fft, workers=workers).conj()
         c = torch.from_numpy(scipy.fft.irfft(fa, n=n_fft, workers=workers))
     else:
-        n_fft = next_fast_len(n + max_lag + 1)  # no circular wrap within +/- max_lag
         c = torch.fft.irfft(torch.fft.rfft(a, n=n_fft) * torch.fft.rfft(v, n=n_fft).conj(), n=n_fft)
     return torch.cat((c[..., n_fft - max_lag :], c[..., : max_lag + 1]), dim=-1)
 

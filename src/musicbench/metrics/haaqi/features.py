@@ -56,30 +56,31 @@ def env_smooth(
     return torch.cat((s_first[..., None], s_mid, s_last[..., None]), dim=-1)
 
 
+def _segment_parts(nseg: int, window: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, slice]]:
+    """``(starts, window, output columns)`` of pyclarity's segments of ``len(window)`` samples with 50 %
+    overlap: the half first segment (second half of the window), the full middle ones and the half last
+    one (first half of the window). Parts without segments are left out."""
+    nhalf = len(window) // 2
+    parts = [
+        (np.array([0]), window[nhalf:], slice(0, 1)),
+        (nhalf * np.arange(1, nseg - 1), window, slice(1, nseg - 1)),
+        (np.array([(nseg - 1) * nhalf]), window[:nhalf], slice(nseg - 1, nseg)),
+    ]
+    return [(st.astype(np.int64), np.ascontiguousarray(w), cols) for st, w, cols in parts if len(st)]
+
+
 def _env_smooth_numba(envelopes: torch.Tensor, window: np.ndarray, nseg: int) -> torch.Tensor:
     from musicbench.metrics.haaqi.kernels import windowed_sums
 
-    nwin = len(window)
-    nhalf = nwin // 2
     rows = np.ascontiguousarray(envelopes.reshape(-1, envelopes.shape[-1]).numpy())
     out = np.empty((rows.shape[0], nseg))
-    half = np.ascontiguousarray(window[nhalf:])
-    # The last half segment is normalised by the first half window's sum, as pyclarity does.
-    parts = [
-        (np.array([0]), half, 1 / half.sum(), slice(0, 1)),
-        (nhalf * np.arange(1, nseg - 1), window, 1 / window.sum(), slice(1, nseg - 1)),
-        (
-            np.array([(nseg - 1) * nhalf]),
-            np.ascontiguousarray(window[:nhalf]),
-            1 / half.sum(),
-            slice(nseg - 1, nseg),
-        ),
-    ]
-    for starts, win, scale, cols in parts:
-        if len(starts):
-            part = np.empty((rows.shape[0], len(starts)))
-            windowed_sums(rows, starts.astype(np.int64), win, float(scale), part)
-            out[:, cols] = part
+    # Both half segments are normalised by the second half window's sum, as pyclarity does.
+    half_sum = window[len(window) // 2 :].sum()
+    for starts, win, cols in _segment_parts(nseg, window):
+        scale = 1 / (window.sum() if len(win) == len(window) else half_sum)
+        part = np.empty((rows.shape[0], len(starts)))
+        windowed_sums(rows, starts, win, float(scale), part)
+        out[:, cols] = part
     return torch.from_numpy(out).reshape(*envelopes.shape[:-1], nseg)
 
 
@@ -265,21 +266,10 @@ def _bm_covary_numba(reference_bm, processed_bm, window: np.ndarray, nseg: int, 
     cov = np.empty((x.shape[0], nseg))
     ms_x = np.empty_like(cov)
     ms_y = np.empty_like(cov)
-    # (starts, window) of the half first segment, the full middle ones and the half last one.
-    parts = [
-        (np.array([0]), window[nhalf:], slice(0, 1)),
-        (nhalf * np.arange(1, nseg - 1), window, slice(1, nseg - 1)),
-        (np.array([(nseg - 1) * nhalf]), window[:nhalf], slice(nseg - 1, nseg)),
-    ]
-    for starts, win, cols in parts:
-        if len(starts) == 0:
-            continue
-        win = np.ascontiguousarray(win)
+    for starts, win, cols in _segment_parts(nseg, window):
         wc = np.correlate(win, win, "full")[len(win) - 1 - maxlag : len(win) + maxlag]
         c, mx, my = (np.empty((x.shape[0], len(starts))) for _ in range(3))
-        segment_covariance(
-            x, y, starts.astype(np.int64), win, 1.0 / wc, 1.0 / np.sum(win**2), maxlag, c, mx, my
-        )
+        segment_covariance(x, y, starts, win, 1.0 / wc, 1.0 / np.sum(win**2), maxlag, c, mx, my)
         cov[:, cols], ms_x[:, cols], ms_y[:, cols] = c, mx, my
     return (
         torch.from_numpy(np.clip(cov, 0, 1)),

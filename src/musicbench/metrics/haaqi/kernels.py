@@ -144,8 +144,8 @@ def adapted_bands(
         cc, bm: ``(S, nchan, T)`` compressed envelopes / BM motion.
         delay_cc, delay_bm: ``(S, nchan)`` int shifts (``out[n] = in[n + delay]``, zero outside).
         attn_ihc: ``(S, nchan)`` IHC attenuation in dB. ``level1``: dB SPL of RMS 1.
-        ihc: ``(8,)`` IHC circuit constants ``r2, p1, p2, denom, a11, a12, a21, a22`` followed by nothing
-            else; ``r1_inv`` is ``ihc[8]``.
+        ihc: ``(9,)`` IHC circuit constants ``r2, p1, p2, denom, a11, a12, a21, a22, 1 / r1``
+            (``ear.ihc_constants``).
         noise_gain: linear gain of the threshold noise; ``keys``: ``(S, nchan)`` noise stream keys, used
             when ``noise`` is empty, else ``noise``: ``(S, nchan, T)`` draws.
         correct: ``(nchan,)`` group-delay corrections in samples (``out[n + c] = in[n]``).
