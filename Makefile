@@ -5,13 +5,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+# Use this Python (no downloads) and make the venv the project environment, wherever uv is called from.
+UV_ENV := UV_PYTHON=$(PYTHON) UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(VENV)
 STAMP := $(VENV)/.installed
+# The doctor reports a broken torch/torchaudio pair instead of refusing to import.
+DOCTOR := MUSICBENCH_SKIP_TORCH_CHECK=1 $(PY) -m musicbench.doctor
 CHORALES_ROOT ?= data/chorales
 CHORALES_TRACKS ?= 32
 CHORALES_SECONDS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: help install sysdeps data run test bench lint format clean
+.PHONY: help install lock doctor sysdeps data run test bench lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -19,7 +24,7 @@ help: ## Show this help
 sysdeps: ## Check/install system packages (ffmpeg + ffprobe, needed by museval/musdb/stempeg)
 	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		echo "[musicbench] installing ffmpeg (Debian package) ..."; \
+		echo "[musicbench] installing ffmpeg (Debian package)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
 	else \
 		echo "[musicbench] ffmpeg and ffprobe must be on PATH (museval/musdb import them; MUSDB18 .stem.mp4 needs them)."; \
@@ -27,15 +32,34 @@ sysdeps: ## Check/install system packages (ffmpeg + ffprobe, needed by museval/m
 		exit 1; \
 	fi
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	@# tinysoundfont's metadata requires pyaudio (live playback only; it does not build here): skip its deps.
-	$(PY) -m pip install -q --no-deps "tinysoundfont>=0.3.7"
-	@touch $(STAMP)
+# The lock decides versions: `uv sync --locked` installs exactly uv.lock (every package, with hashes) and
+# fails when pyproject.toml and uv.lock disagree. uv itself is bootstrapped at the version locked there.
+LOCKED_UV = $(shell awk '/^name = "uv"$$/ {getline; gsub(/"/, "", $$3); print $$3}' uv.lock)
+BOOTSTRAP_UV = if [ ! -x $(PY) ]; then \
+		echo "[musicbench] creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV) || exit 1; \
+	fi; \
+	if [ "$$($(UV) --version 2>/dev/null | cut -d' ' -f2)" != "$(LOCKED_UV)" ]; then \
+		echo "[musicbench] installing uv $(LOCKED_UV) (the version in uv.lock)"; \
+		set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check "uv==$(LOCKED_UV)" 2>&1 \
+			| { grep -v "^WARNING: Location" || true; } || exit 1; \
+	fi
 
-install: sysdeps $(STAMP) ## Create .venv and install musicbench with dev extras
+$(STAMP): pyproject.toml uv.lock
+	@SECONDS=0; $(BOOTSTRAP_UV); \
+	echo "[musicbench] installing the locked environment: uv sync --locked (first time: a few minutes)"; \
+	$(UV_ENV) $(UV) sync --locked --quiet || { \
+		echo "[musicbench] uv sync --locked failed. If you edited pyproject.toml, run 'make lock' and commit uv.lock."; exit 1; }; \
+	touch $(STAMP); \
+	echo "[musicbench] installed in $$SECONDS s: $$($(DOCTOR) --short)"
+
+install: sysdeps $(STAMP) ## Create .venv with exactly the versions in uv.lock (uv sync --locked)
+
+lock: ## Re-resolve uv.lock from pyproject.toml (upgrade one package: make lock LOCK_ARGS="--upgrade-package numba")
+	@$(BOOTSTRAP_UV)
+	$(UV_ENV) $(UV) lock $(LOCK_ARGS)
+
+doctor: install ## Versions of python, torch, torchaudio, lightning, hydra, numba, ffmpeg; the device; optional features
+	@$(DOCTOR)
 
 data: install ## Generate the embedded chorale dataset (CHORALES_TRACKS, CHORALES_SECONDS)
 	$(VENV)/bin/mb-data chorales --root $(CHORALES_ROOT) --num-tracks $(CHORALES_TRACKS) --max-seconds $(CHORALES_SECONDS)

@@ -16,7 +16,7 @@ from musicbench.callbacks import CONFIG_KEY
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import parse_shard
 from musicbench.evaluation.separate import evaluate_separator
-from musicbench.utils.config import CONFIG_DIR
+from musicbench.utils.config import CONFIG_DIR, set_threads
 from musicbench.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns ``(summary, objects)``."""
     pl.seed_everything(cfg.seed, workers=True)
+    set_threads(cfg.get("threads"))
     ckpt = find_checkpoint(cfg.ckpt_path)
     state, stored = load_checkpoint(ckpt)
     model = hydra.utils.instantiate(stored.model)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from musicbench.callbacks import ConfigInCheckpoint
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.separate import evaluate_separator
-from musicbench.utils.config import CONFIG_DIR, to_container
+from musicbench.utils.config import CONFIG_DIR, set_threads, to_container
 from musicbench.utils.files import sha256_file, write_text_atomic
 from musicbench.utils.instantiate import instantiate_dict, resolve_resume_checkpoint
 
@@ -26,6 +26,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     Returns ``(metrics, objects)``: the logged metrics (plus the test summary) and the built objects.
     """
     pl.seed_everything(cfg.seed, workers=True)
+    set_threads(cfg.get("threads"))
     out_dir = Path(cfg.paths.output_dir)
     resolved = to_container(cfg)
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
@@ -41,6 +42,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume_checkpoint(cfg.ckpt_path, out_dir))
+        _warn_if_time_capped(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.get("test") and not trainer.fast_dev_run:
             summary = test_best(cfg, model, datamodule, trainer, out_dir)
@@ -50,6 +52,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         for lg in loggers:  # close trackers even when training fails
             lg.finalize("success")
     return metrics, objects
+
+
+def _warn_if_time_capped(trainer: pl.Trainer) -> None:
+    """Say so when ``trainer.max_time`` ended training: then the result depends on the machine's speed."""
+    from pytorch_lightning.callbacks import Timer
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, Timer) and cb.time_remaining() is not None and cb.time_remaining() <= 0:
+            log.warning(
+                "training stopped at trainer.max_time after %d steps, before its step/epoch budget: "
+                "results depend on this machine's speed and load (raise trainer.max_time for a fixed budget)",
+                trainer.global_step,
+            )
 
 
 def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: pl.Trainer, out_dir: Path):

@@ -62,6 +62,34 @@ def test_same_seed_same_metrics(tmp_path, tiny_chorales_root):
     assert other["val/sdr"] != runs[0]["val/sdr"]
 
 
+def test_make_run_preset_gives_bit_identical_summaries(tmp_path, tiny_chorales_root):
+    """``make run``'s preset (fixed step budget and threads), shrunk by debug=tiny: two runs with the
+    same seed write the same summary.json metrics, to the last bit."""
+    threads = torch.get_num_threads()
+    try:
+        summaries = []
+        for i in range(2):
+            cfg = _cfg(
+                tmp_path / str(i), tiny_chorales_root, "experiment=chorales_unet", "trainer.max_epochs=1"
+            )
+            assert cfg.threads == 2 and cfg.trainer.max_time == "00:00:30:00"
+            train(cfg)
+            assert torch.get_num_threads() == 2
+            summaries.append(json.loads((tmp_path / str(i) / "summary.json").read_text()))
+    finally:
+        torch.set_num_threads(threads)
+    assert summaries[0]["systems"]["model"]["median"]  # non-empty, numbers per source and metric
+    assert summaries[0]["systems"] == summaries[1]["systems"]
+    results = sorted((tmp_path / "0" / "results").glob("*.json"))
+    assert len(results) == len(summaries[0]["tracks"]) > 0
+    for a in results:
+        first, second = (
+            json.loads(a.read_text()),
+            json.loads((tmp_path / "1" / "results" / a.name).read_text()),
+        )
+        assert first["scores"] == second["scores"] and first["frames"] == second["frames"]
+
+
 def test_cli_train_then_eval(tmp_path, tiny_chorales_root):
     env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
     common = [f"paths.chorales_root={tiny_chorales_root}"]

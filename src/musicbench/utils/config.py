@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(os.environ.get("MB_CONFIG_DIR", Path(__file__).resolve().parents[3] / "conf"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _signature(override_dirname: str) -> str:
@@ -25,6 +24,20 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("mb_sig", _signature)
     if not OmegaConf.has_resolver("mb_abspath"):
         OmegaConf.register_new_resolver("mb_abspath", lambda p: str(Path(p).expanduser().resolve()))
+
+
+def set_threads(threads: int | None) -> None:
+    """Fix torch's intra-op CPU thread count (``None``: leave torch's default, one per core).
+
+    Float reductions are split per thread, so bit-identical results need the same count on every machine.
+    """
+    if threads is None:
+        return
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads={threads!r}: expected a positive integer or null (torch's default)")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
