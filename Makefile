@@ -15,6 +15,7 @@ CHORALES_ROOT ?= data/chorales
 CHORALES_TRACKS ?= 32
 CHORALES_SECONDS ?= 30
 PYTEST_ARGS ?=
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
 .PHONY: help install lock doctor sysdeps data run test bench lint format clean
 
@@ -67,9 +68,9 @@ data: install ## Generate the embedded chorale dataset (CHORALES_TRACKS, CHORALE
 run: data ## Main job: train the U-Net separator on the chorales, evaluate on the test split, print the table
 	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)
 
-test: install ## Run the whole test suite
-	@# One BLAS/OpenMP thread per xdist worker: two workers already fill the 2 cores, more threads thrash.
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers, default: one per core)
+	@# One BLAS/OpenMP thread per xdist worker: the workers already fill the cores, more threads thrash.
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install ## Benchmarks: ours vs the reference implementations side by side (BENCH_ARGS="--quick --only bsseval")
 	$(PY) -m benchmarks $(BENCH_ARGS)
