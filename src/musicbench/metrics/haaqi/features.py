@@ -11,9 +11,8 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from musicbench.metrics.haaqi.ear import center_frequency
-
-SMALL = 1e-30
+from musicbench.metrics.haaqi.dsp import circular_xcorr
+from musicbench.metrics.haaqi.ear import SMALL, center_frequency
 
 
 def _n_segments(npts: int, nwin: int) -> int:
@@ -207,9 +206,7 @@ def _segment_covariance(
     inv_sum2 = 1.0 / torch.sum(window**2)
     ms_x = (xs**2).sum(-1) * inv_sum2
     ms_y = (ys**2).sum(-1) * inv_sum2
-    n_fft = 1 << (nwin + maxlag).bit_length()
-    c = torch.fft.irfft(torch.fft.rfft(xs, n=n_fft) * torch.fft.rfft(ys, n=n_fft).conj(), n=n_fft)
-    c = torch.cat((c[..., n_fft - maxlag :], c[..., : maxlag + 1]), dim=-1)  # lags -maxlag..maxlag
+    c = circular_xcorr(xs, ys, maxlag, n_fft=1 << (nwin + maxlag).bit_length())  # lags -maxlag..maxlag
     wc = np.correlate(window.cpu().numpy(), window.cpu().numpy(), "full")
     wc = wc[nwin - 1 - maxlag : nwin + maxlag]
     inv_wc = torch.as_tensor(1 / wc, dtype=x.dtype, device=x.device)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from musicbench.hearing.audiogram import Audiogram
-from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES, NoiseFn, ear_model, resolve_backend
+from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
+from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
 from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
 from musicbench.metrics.haaqi.noise import seed_from
 

@@ -8,8 +8,9 @@ filters cost ``O(log T)`` per sample; fused compiled loops per band run the same
 ``gammatone_bandwidth_demodulation``, the IHC circuit) at a few ns per sample and keep each band's state
 in registers. Bands and signals are independent, so the outer loops run in parallel (``prange``).
 
-The GPU path is the torch code in ``ear.py`` / ``features.py``; both paths share the parameter code,
-the input stages and the counter-based noise of ``noise.py``, and are tested against pyclarity.
+The GPU path is the torch code of ``cochlea.py`` (the stages of ``ear.py``) and ``features.py``; both
+paths share the parameter code, the input stages and the counter-based noise of ``noise.py``, and are
+tested against pyclarity.
 """
 
 from __future__ import annotations
