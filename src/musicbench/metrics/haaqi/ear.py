@@ -473,7 +473,8 @@ def group_delay_correction(
         delays[n] = gd[0]
     samples = np.rint(delays).astype(int)
     samples -= samples.min()
-    return samples.max() - samples
+    correction: npt.NDArray[np.int_] = samples.max() - samples
+    return correction
 
 
 def group_delay_compensate(
