@@ -160,7 +160,18 @@ def ear_model(
     draws = None if noise is None else torch.as_tensor(noise(nsamp), dtype=dt).to(device)
     body = _cochlea_numba if backend == "numba" else _cochlea_torch
     ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg = body(
-        CochleaInput(ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, m_delay > 0)
+        CochleaInput(
+            reference=ref24,
+            processed=proc24,
+            center_freq=cf,
+            loss_reference=loss_x,
+            loss_processed=loss_y,
+            bandwidth_max=bandwidth_1,
+            level1=level1,
+            draws=draws,
+            seed=seed,
+            delay_compensate=m_delay > 0,
+        )
     )
     ref_sl = _rms_to_sl(ref_avg, loss_x, level1)
     proc_sl = _rms_to_sl(proc_avg, loss_y, level1)
@@ -196,7 +207,8 @@ def _cochlea_torch(inputs: CochleaInput) -> CochleaOutput:
 
     Returns ``(ref_db, ref_bm, proc_db, proc_bm, (ref_env_rms, ref_control_rms), (proc_...))``.
     """
-    ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, delay_compensate = inputs
+    ref24, proc24, cf, level1 = inputs.reference, inputs.processed, inputs.center_freq, inputs.level1
+    loss_x, loss_y, bandwidth_1 = inputs.loss_reference, inputs.loss_processed, inputs.bandwidth_max
     nchan, nsamp, device = len(cf), ref24.shape[-1], ref24.device
     # pyclarity's recursive filters output exact zeros until the first non-zero input sample (e.g. the
     # zeros input_align prepends); FFT filtering leaves ~1e-17 there, which envelope_sl's 1e-30 guards
@@ -255,12 +267,13 @@ def _cochlea_torch(inputs: CochleaInput) -> CochleaOutput:
     proc_db, proc_b = inner_hair_cell_adaptation(y_cc, y_b, 2.0, SAMPLE_RATE)
     del x_cc, x_b, y_cc, y_b
 
+    draws = inputs.draws
     if draws is None:
-        draws = threshold_noise(seed, 2 * nchan, nsamp, device=device).view(2, nchan, nsamp)
+        draws = threshold_noise(inputs.seed, 2 * nchan, nsamp, device=device).view(2, nchan, nsamp)
     gain = _noise_gain(level1)
     ref_bm = ref_b + gain * draws[0]
     proc_bm = proc_b + gain * draws[1]
-    if delay_compensate:
+    if inputs.delay_compensate:
         correct = torch.as_tensor(group_delay_correction(ref_bw, cf), device=device)
         ref_db, proc_db, ref_bm, proc_bm = (
             shift_rows(v, -correct) for v in (ref_db, proc_db, ref_bm, proc_bm)
@@ -295,7 +308,8 @@ def _cochlea_numba(inputs: CochleaInput) -> CochleaOutput:
     """The same stages as ``_cochlea_torch`` as fused per-band recursions (numba kernels, CPU)."""
     from musicbench.metrics.haaqi import kernels
 
-    ref24, proc24, cf, loss_x, loss_y, bandwidth_1, level1, draws, seed, delay_compensate = inputs
+    ref24, proc24, cf, level1 = inputs.reference, inputs.processed, inputs.center_freq, inputs.level1
+    loss_x, loss_y, bandwidth_1 = inputs.loss_reference, inputs.loss_processed, inputs.bandwidth_max
     nchan, nsamp = len(cf), ref24.shape[-1]
     mids = np.stack([_middle_ear_np(v.numpy()) for v in (ref24, proc24)])
     cos_step, sin_step = _carrier_steps(cf)
@@ -332,16 +346,17 @@ def _cochlea_numba(inputs: CochleaInput) -> CochleaOutput:
     ihc = np.array(
         [c["r2"], c["p1"], c["p2"], c["denom"], c["a11"], c["a12"], c["a21"], c["a22"], 1 / c["r1"]]
     )
-    if draws is None:
+    if inputs.draws is None:
+        seed = inputs.seed
         keys = np.array([[stream_key(seed, s * nchan + k) for k in range(nchan)] for s in range(2)], np.int64)
         noise_np = np.empty((0, 0, 0))
     else:
         keys = np.zeros((2, nchan), np.int64)
-        noise_np = np.ascontiguousarray(draws.cpu().numpy())
+        noise_np = np.ascontiguousarray(inputs.draws.cpu().numpy())
     db = control  # the control envelopes are spent: reuse their memory (1/3 GB per 30 s)
     del control
     bm_out = np.empty((2, nchan, nsamp))
-    correct = group_delay_correction(ref_bw, cf) if delay_compensate else np.zeros(nchan)
+    correct = group_delay_correction(ref_bw, cf) if inputs.delay_compensate else np.zeros(nchan)
     kernels.adapted_bands(
         cc, bm, delay_cc, delay_bm, _pair(loss_x.attn_ihc, loss_y.attn_ihc), float(level1), ihc,
         _noise_gain(level1), keys, noise_np, correct.astype(np.int64), db, bm_out,
