@@ -75,14 +75,15 @@ test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers,
 bench: install ## Benchmarks: ours vs the reference implementations side by side (BENCH_ARGS="--quick --only bsseval")
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-lint: install ## Lint with ruff
+lint: install ## Lint with ruff, type-check with mypy (strict on metrics/, hearing/, audio/)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 format: install ## Auto-format with ruff
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
 clean: ## Remove the venv, caches and run outputs (keeps data/)
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -7,7 +7,13 @@ from collections.abc import Callable
 import torch
 
 
-def crossfade_weights(length: int, fade_in: int, fade_out: int, device=None, dtype=None) -> torch.Tensor:
+def crossfade_weights(
+    length: int,
+    fade_in: int,
+    fade_out: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """Weights of shape ``(length,)``: a linear ramp over ``fade_in`` samples, ones, a ramp over ``fade_out``.
 
     Ramps of neighbouring chunks are complementary, so the weights of overlapping chunks sum to one.

@@ -30,5 +30,5 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor, n_out: int | None = None) -> 
     t, taps = x.shape[-1], h.shape[-1]
     n_out = t if n_out is None else n_out
     n_fft = next_fast_len(max(n_out, t + taps - 1))
-    y = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
+    y: torch.Tensor = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
     return y[..., :n_out]

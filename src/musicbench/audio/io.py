@@ -16,7 +16,7 @@ class AudioFileError(RuntimeError):
     """An audio file is missing, unreadable or not what was expected; the message names the file."""
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+def audio_info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
     """Return soundfile's info (``samplerate`` in Hz, ``frames``, ``channels``) or raise AudioFileError."""
     path = Path(path)
     if not path.is_file():
@@ -30,7 +30,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
 
 
 def read_audio(
-    path: str | os.PathLike, frame_offset: int = 0, num_frames: int = -1
+    path: str | os.PathLike[str], frame_offset: int = 0, num_frames: int = -1
 ) -> tuple[torch.Tensor, int]:
     """Read an audio file as float32.
 
@@ -55,7 +55,10 @@ def read_audio(
 
 
 def write_audio(
-    path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None
+    path: str | os.PathLike[str],
+    audio: torch.Tensor | np.ndarray,
+    sample_rate: int,
+    subtype: str | None = None,
 ) -> Path:
     """Write ``audio`` of shape ``(channels, samples)`` atomically.
 

@@ -163,7 +163,7 @@ class Mp3Codec:
         if self.vbr_quality is not None:
             encoder.set_vbr(4)  # vbr_mtrh, LAME's default VBR mode
             encoder.set_vbr_quality(int(self.vbr_quality))
-        else:
+        elif self.bitrate is not None:  # exactly one of the two is set (__post_init__)
             encoder.set_bit_rate(int(self.bitrate))
         data = bytes(encoder.encode(np.ascontiguousarray(pcm.T).tobytes())) + bytes(encoder.flush())
         if _has_gapless_tag(data):
@@ -234,7 +234,8 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     if audio.shape[0] == channels:
         return audio
     if channels == 1:
-        return audio.mean(axis=0, keepdims=True)
+        mono: np.ndarray = audio.mean(axis=0, keepdims=True)  # numpy types a keepdims mean as Any
+        return mono
     if audio.shape[0] == 1:
         return np.repeat(audio, channels, axis=0)
     raise CodecError(f"cannot convert {audio.shape[0]}-channel audio to {channels} channels")

@@ -13,6 +13,8 @@ class Stft(torch.nn.Module):
         hop_length: hop in samples.
     """
 
+    window: torch.Tensor  # (n_fft,) Hann window, a non-persistent buffer
+
     def __init__(self, n_fft: int = 4096, hop_length: int = 1024) -> None:
         super().__init__()
         if hop_length <= 0 or hop_length > n_fft:

@@ -62,7 +62,12 @@ def _as_readonly_vector(values: Any, field: str) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+# What an audiogram's levels or frequencies may be given as: numbers in a sequence, an array or a tensor.
+Vector = Sequence[float] | np.ndarray | torch.Tensor
+
+
+# init=False: the constructor takes any Vector and stores validated read-only float64 arrays.
+@dataclass(frozen=True, eq=False, init=False)
 class Audiogram:
     """The hearing thresholds of one ear.
 
@@ -73,11 +78,11 @@ class Audiogram:
     """
 
     levels: np.ndarray
-    frequencies: np.ndarray = DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES  # type: ignore[assignment]
+    frequencies: np.ndarray
 
-    def __post_init__(self) -> None:
-        levels = _as_readonly_vector(self.levels, "Audiogram.levels")
-        frequencies = _as_readonly_vector(self.frequencies, "Audiogram.frequencies")
+    def __init__(self, levels: Vector, frequencies: Vector = DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES) -> None:
+        levels = _as_readonly_vector(levels, "Audiogram.levels")
+        frequencies = _as_readonly_vector(frequencies, "Audiogram.frequencies")
         if len(frequencies) == 0:
             raise ValueError("Audiogram.frequencies must not be empty")
         if len(levels) != len(frequencies):
@@ -140,7 +145,9 @@ class Audiogram:
         levels = np.interp(axis(new), axis(self.frequencies), self.levels)
         return Audiogram(levels=levels, frequencies=new)
 
-    def to_tensor(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
+    def to_tensor(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(levels, frequencies)`` as ``(n,)`` tensors (dB HL, Hz)."""
         return (
             torch.as_tensor(self.levels.copy(), dtype=dtype, device=device),
@@ -150,8 +157,8 @@ class Audiogram:
 
 def interpolate_levels(
     levels: torch.Tensor,
-    frequencies: Sequence[float] | np.ndarray | torch.Tensor,
-    new_frequencies: Sequence[float] | np.ndarray | torch.Tensor,
+    frequencies: Vector,
+    new_frequencies: Vector,
     linear_frequency: bool = False,
 ) -> torch.Tensor:
     """Batched ``Audiogram.resample``: thresholds at ``new_frequencies`` for many audiograms at once.
@@ -281,7 +288,7 @@ def _json_number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def load_listeners(path: str | os.PathLike) -> dict[str, Listener]:
+def load_listeners(path: str | os.PathLike[str]) -> dict[str, Listener]:
     """Read a Cadenza/Clarity listeners JSON file into ``{id: Listener}``.
 
     The file maps each listener id to ``{"name": id, "audiogram_cfs": [Hz...], "audiogram_levels_l":
@@ -304,7 +311,9 @@ def load_listeners(path: str | os.PathLike) -> dict[str, Listener]:
     return listeners
 
 
-def save_listeners(listeners: Mapping[str, Listener] | Iterable[Listener], path: str | os.PathLike) -> Path:
+def save_listeners(
+    listeners: Mapping[str, Listener] | Iterable[Listener], path: str | os.PathLike[str]
+) -> Path:
     """Write listeners to a Cadenza/Clarity listeners JSON file, atomically; returns the path.
 
     ``listeners`` is ``{id: Listener}`` (keys must equal the ids) or an iterable of listeners.

@@ -24,13 +24,15 @@ import numpy as np
 import torch
 
 from musicbench.audio.fft import fft_convolve
-from musicbench.hearing.audiogram import Audiogram, interpolate_levels
+from musicbench.hearing.audiogram import Audiogram, Vector, interpolate_levels
 
 NALR_FREQUENCIES: Final = (250, 500, 1000, 2000, 4000, 6000)  # Hz
 NALR_BIAS_DB: Final = (-17, -8, 1, -1, -2, -2)  # dB, at NALR_FREQUENCIES
 
 
-def nalr_delay(nfir: int, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+def nalr_delay(
+    nfir: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
     """``(nfir + 1,)`` the flat filter with the NAL-R filter's delay: a unit impulse at ``nfir // 2``."""
     _check_nfir(nfir)
     delay = torch.zeros(nfir + 1, dtype=dtype, device=device)
@@ -40,7 +42,7 @@ def nalr_delay(nfir: int, dtype: torch.dtype = torch.float64, device=None) -> to
 
 def nalr_fir(
     audiogram: Audiogram | Sequence[Audiogram] | torch.Tensor,
-    cfs: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+    cfs: Vector | None = None,
     nfir: int = 220,
     sample_rate: int = 44100,
     dtype: torch.dtype = torch.float64,
@@ -121,7 +123,7 @@ class NALR:
         self.delay = nalr_delay(nfir)
 
     def build(
-        self, audiogram: Audiogram | Sequence[Audiogram] | torch.Tensor, cfs=None
+        self, audiogram: Audiogram | Sequence[Audiogram] | torch.Tensor, cfs: Vector | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(fir (..., nfir + 1), delay (nfir + 1,))`` for the audiogram(s); see ``nalr_fir``."""
         return nalr_fir(audiogram, cfs=cfs, nfir=self.nfir, sample_rate=self.sample_rate)
@@ -136,7 +138,12 @@ def _check_nfir(nfir: int) -> None:
         raise ValueError(f"nfir must be a positive integer (filter order), got {nfir!r}")
 
 
-def _nalr_levels(audiogram, cfs, dtype, device) -> torch.Tensor:
+def _nalr_levels(
+    audiogram: Audiogram | Sequence[Audiogram] | torch.Tensor,
+    cfs: Vector | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> torch.Tensor:
     """``(..., 6)`` thresholds in dB HL at NALR_FREQUENCIES."""
     if isinstance(audiogram, torch.Tensor):
         if cfs is None:
@@ -146,12 +153,12 @@ def _nalr_levels(audiogram, cfs, dtype, device) -> torch.Tensor:
     if cfs is not None:
         raise ValueError("cfs must be None for Audiogram inputs: they carry their own frequencies")
     single = isinstance(audiogram, Audiogram)
-    audiograms = [audiogram] if single else list(audiogram)
+    audiograms = [audiogram] if isinstance(audiogram, Audiogram) else list(audiogram)
     if not audiograms or not all(isinstance(a, Audiogram) for a in audiograms):
         raise TypeError("audiogram must be an Audiogram, a non-empty sequence of them, or a tensor")
     # Each may have its own frequencies: resample each exactly as pyclarity does (np.interp).
-    levels = np.stack([a.resample(NALR_FREQUENCIES).levels for a in audiograms])
-    levels_t = torch.as_tensor(levels, dtype=dtype, device=device)
+    stacked = np.stack([a.resample(NALR_FREQUENCIES).levels for a in audiograms])
+    levels_t = torch.as_tensor(stacked, dtype=dtype, device=device)
     return levels_t[0] if single else levels_t
 
 
@@ -215,6 +222,6 @@ def _fir2(gains: torch.Tensor, nfir: int) -> torch.Tensor:
     spectrum = torch.complex(magnitude * cos, magnitude * sin)
     # pyclarity mirrors the spectrum to 2 * n_grid bins and keeps the real part of the inverse FFT:
     # that is the inverse real FFT of the half spectrum.
-    impulse = torch.fft.irfft(spectrum, n=2 * n_grid)
+    impulse: torch.Tensor = torch.fft.irfft(spectrum, n=2 * n_grid)
     window = torch.hamming_window(n_taps, periodic=False, dtype=dtype, device=device)
     return impulse[..., :n_taps] * window

@@ -43,7 +43,7 @@ every metric of every source. A reference or estimate silent over the whole sign
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -284,7 +284,7 @@ def _lagged_xcorr(x: torch.Tensor, extra: torch.Tensor, nlags: int) -> torch.Ten
         spec = spec.view(nbatch * nbins, nch, nb)
         acc.baddbmm_(spec, spec[:, :nq].mH)  # sum over blocks of Z_p conj(X_q), per bin: (B*K, M, Q)
     acc = acc.view(*batch, nbins, nch, nq)
-    r = torch.fft.irfft(acc.movedim(-3, -1), n=nfft)[..., :nlags]
+    r: torch.Tensor = torch.fft.irfft(acc.movedim(-3, -1), n=nfft)[..., :nlags]
     if nblocks > 1 and nlags > 1:
         # pairs (t, t + k) with t before a boundary at s and t + k at or after it:
         # sum_v before[v] * after[v + k - (L - 1)], before = x[s - L + 1 : s], after = z[s : s + L - 1]
@@ -335,7 +335,7 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     # a pivot near rounding level means G is (numerically) singular: leave those to LU/lstsq as museval
     ok = (info == 0) & (pivots.amin(dim=-1) > _CHOLESKY_RTOL * scale)
     # two triangular solves (faster than cholesky_solve here)
-    x = torch.linalg.solve_triangular(chol, d, upper=False)
+    x: torch.Tensor = torch.linalg.solve_triangular(chol, d, upper=False)
     x = torch.linalg.solve_triangular(chol.mT, x, upper=True)
     if bool(ok.all()):
         return x
@@ -505,7 +505,8 @@ def _frame_metrics(
         p_all = torch.matmul(hf_all, xk.flatten(1, 2).movedim(-1, 1)[..., None])[..., 0]  # (K, F, S_e*C)
         p_all = p_all.movedim(1, -1).unflatten(1, (nsrc, nchan)).contiguous()
         hf_j = hf_j.movedim(1, -1)  # (K, Q, C_out, C_in, F)
-        p_j = sum(hf_j[..., ci, :] * xt[:, :, None, ci, :] for ci in range(nchan)).contiguous()
+        terms = (hf_j[..., ci, :] * xt[:, :, None, ci, :] for ci in range(nchan))
+        p_j = cast(torch.Tensor, sum(terms)).contiguous()  # sum()'s int start stays in its static type
     else:
         p_all = ws("p_all", (nbins, nsrc * nchan, nframes), cplx)
         p_all = torch.matmul(hf_all, xk.view(nbins, nsrc * nchan, nframes), out=p_all).view(shape)

@@ -6,14 +6,15 @@ envelopes; segment loops are strided convolutions / unfolds and per-segment cros
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from musicbench.metrics.haaqi.ear import center_frequency
-
-SMALL = 1e-30
+from musicbench.metrics.haaqi.dsp import FloatArray, circular_xcorr
+from musicbench.metrics.haaqi.ear import SMALL, center_frequency
 
 
 def _n_segments(npts: int, nwin: int) -> int:
@@ -84,7 +85,7 @@ def _env_smooth_numba(envelopes: torch.Tensor, window: np.ndarray, nseg: int) ->
     return torch.from_numpy(out).reshape(*envelopes.shape[:-1], nseg)
 
 
-def _cepstral_basis(nbands: int, nbasis: int, dtype, device) -> torch.Tensor:
+def _cepstral_basis(nbands: int, nbasis: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     basis = np.cos(np.outer(np.arange(nbands), np.arange(nbasis)) * np.pi / (nbands - 1))
     return torch.as_tensor(basis / np.linalg.norm(basis, axis=0, keepdims=True), dtype=dtype, device=device)
 
@@ -176,7 +177,9 @@ def melcor9(
     return average, low, high, ccm[:, 1:].mean(-1)
 
 
-def spectrum_diff(reference_sl: torch.Tensor, processed_sl: torch.Tensor):
+def spectrum_diff(
+    reference_sl: torch.Tensor, processed_sl: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """pyclarity's ``spectrum_diff``: ``(dloud, dnorm, dslope)``, each ``(..., 3)`` = [sum |d|, nbands
     x std d, max |d|] of loudness-normalised spectra, relative differences and slopes."""
     nbands = reference_sl.shape[-1]
@@ -185,7 +188,7 @@ def spectrum_diff(reference_sl: torch.Tensor, processed_sl: torch.Tensor):
     ref = ref / ref.sum(-1, keepdim=True)
     proc = proc / proc.sum(-1, keepdim=True)
 
-    def stats(d):
+    def stats(d: torch.Tensor) -> torch.Tensor:
         return torch.stack((d.abs().sum(-1), nbands * d.std(-1, correction=0), d.abs().amax(-1)), dim=-1)
 
     diff = ref - proc
@@ -207,9 +210,7 @@ def _segment_covariance(
     inv_sum2 = 1.0 / torch.sum(window**2)
     ms_x = (xs**2).sum(-1) * inv_sum2
     ms_y = (ys**2).sum(-1) * inv_sum2
-    n_fft = 1 << (nwin + maxlag).bit_length()
-    c = torch.fft.irfft(torch.fft.rfft(xs, n=n_fft) * torch.fft.rfft(ys, n=n_fft).conj(), n=n_fft)
-    c = torch.cat((c[..., n_fft - maxlag :], c[..., : maxlag + 1]), dim=-1)  # lags -maxlag..maxlag
+    c = circular_xcorr(xs, ys, maxlag, n_fft=1 << (nwin + maxlag).bit_length())  # lags -maxlag..maxlag
     wc = np.correlate(window.cpu().numpy(), window.cpu().numpy(), "full")
     wc = wc[nwin - 1 - maxlag : nwin + maxlag]
     inv_wc = torch.as_tensor(1 / wc, dtype=x.dtype, device=x.device)
@@ -253,7 +254,9 @@ def bm_covary(
     return cov, ms_x, ms_y
 
 
-def _bm_covary_numba(reference_bm, processed_bm, window: np.ndarray, nseg: int, maxlag: int):
+def _bm_covary_numba(
+    reference_bm: torch.Tensor, processed_bm: torch.Tensor, window: FloatArray, nseg: int, maxlag: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from musicbench.metrics.haaqi.kernels import segment_covariance
 
     nwin = len(window)
@@ -282,8 +285,8 @@ def ave_covary2(
     signal_cross_covariance: torch.Tensor,
     reference_mean_square: torch.Tensor,
     threshold_db: float,
-    lp_filter_order=(1, 3, 5, 5, 5, 5),
-    freq_cutoff=(1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0),
+    lp_filter_order: Sequence[int] = (1, 3, 5, 5, 5, 5),
+    freq_cutoff: Sequence[float] = (1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pyclarity's ``ave_covary2``: ``(average, (6,) IHC-sync weighted averages)`` over tiles above
     threshold of ``(nchan, nseg)`` covariances / mean squares."""

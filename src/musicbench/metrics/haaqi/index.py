@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, SupportsInt, cast
 
 import numpy as np
 import torch
 
 from musicbench.hearing.audiogram import Audiogram
-from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES, NoiseFn, ear_model, resolve_backend
+from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
+from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
 from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
 from musicbench.metrics.haaqi.noise import seed_from
 
@@ -86,24 +88,30 @@ def haaqi_v1(
     return combined, nonlinear, linear, raw
 
 
-def _audiogram_list(audiogram, batch: int) -> list:
+def _audiogram_list(audiogram: AudiogramLike | Sequence[AudiogramLike], batch: int) -> list[AudiogramLike]:
     """One audiogram per item: a shared Audiogram / (6,) levels, or a sequence / (batch, 6) array."""
     if isinstance(audiogram, Audiogram):
         return [audiogram] * batch
     if isinstance(audiogram, torch.Tensor | np.ndarray):
         return [audiogram] * batch if audiogram.ndim == 1 else list(audiogram)
-    items = list(audiogram)
+    # Numbers (one shared audiogram's levels) or one audiogram per item, told apart below.
+    items: list[Any] = list(audiogram)
     if items and np.ndim(items[0]) == 0 and not isinstance(items[0], Audiogram):
         return [items] * batch
     return items
 
 
-def _seeds(batch: int, generator, seed) -> list[int]:
+def _seeds(batch: int, generator: torch.Generator | None, seed: int | Sequence[int] | None) -> list[int]:
+    """One noise seed per item: ``seed + i``, the given seeds, or draws from ``generator``."""
     if generator is not None and seed is not None:
         raise ValueError("give a generator or a seed, not both")
     if seed is None:
         return [seed_from(generator) for _ in range(batch)]
-    seeds = [int(seed) + i for i in range(batch)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+    # np.ndim tells one seed (an int, a NumPy or 0-d torch scalar) from one seed per item.
+    if np.ndim(seed) == 0:
+        seeds = [int(cast(SupportsInt, seed)) + i for i in range(batch)]
+    else:
+        seeds = [int(s) for s in cast(Iterable[SupportsInt], seed)]
     if len(seeds) != batch:
         raise ValueError(f"{len(seeds)} seeds for a batch of {batch}")
     return seeds

@@ -8,18 +8,31 @@ filters cost ``O(log T)`` per sample; fused compiled loops per band run the same
 ``gammatone_bandwidth_demodulation``, the IHC circuit) at a few ns per sample and keep each band's state
 in registers. Bands and signals are independent, so the outer loops run in parallel (``prange``).
 
-The GPU path is the torch code in ``ear.py`` / ``features.py``; both paths share the parameter code,
-the input stages and the counter-based noise of ``noise.py``, and are tested against pyclarity.
+The GPU path is the torch code of ``cochlea.py`` (the stages of ``ear.py``) and ``features.py``; both
+paths share the parameter code, the input stages and the counter-based noise of ``noise.py``, and are
+tested against pyclarity.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal, TypedDict
 
 import numba as nb
 import numpy as np
+import numpy.typing as npt
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class _JitOptions(TypedDict):
+    cache: bool
+    nogil: bool
+    error_model: Literal["python", "numpy"]
+
+
+_JIT: _JitOptions = {"cache": True, "nogil": True, "error_model": "numpy"}
 _MASK32 = np.int64(0xFFFFFFFF)
 _INV_2_32 = 1.0 / 4294967296.0
 # The threshold noise is computed in float32 (it sits ~75 dB below the signal; float32 halves its cost).
@@ -29,14 +42,14 @@ _SMALL = 1e-30
 
 
 @nb.njit(inline="always", **_JIT)
-def _pcg(v):
+def _pcg(v: np.int64) -> np.int64:
     state = (v * np.int64(747796405) + np.int64(2891336453)) & _MASK32
     word = (((state >> ((state >> np.int64(28)) + np.int64(4))) ^ state) * np.int64(277803737)) & _MASK32
     return (word >> np.int64(22)) ^ word
 
 
 @nb.njit(inline="always", **_JIT)
-def _normal_pair(key, p):
+def _normal_pair(key: np.int64, p: np.int64) -> tuple[float, float]:
     """Box-Muller pair ``p`` of the stream with ``key`` (the same formula as ``noise.threshold_noise``,
     in float32)."""
     h1 = _pcg(_pcg(np.int64(2) * p) ^ key)
@@ -48,9 +61,9 @@ def _normal_pair(key, p):
 
 @nb.njit(parallel=True, **_JIT)
 def gammatone_bands(
-    x, cos_step, sin_step, a, gain, compress, control, attn_ohc, low_knee, comp_ratio, level1, lp, env, bm,
-    mean_square,
-):  # fmt: skip
+    x: F64, cos_step: F64, sin_step: F64, a: F64, gain: F64, compress: bool, control: F64, attn_ohc: F64,
+    low_knee: F64, comp_ratio: F64, level1: float, lp: F64, env: F64, bm: F64, mean_square: F64,
+) -> None:  # fmt: skip
     """Gammatone envelopes (and BM motion with OHC compression) of ``S`` signals in ``nchan`` bands.
 
     The filter is pyclarity's ``gammatone_basilar_membrane``: demodulation by a rotating carrier, the
@@ -136,8 +149,9 @@ def gammatone_bands(
 
 @nb.njit(parallel=True, **_JIT)
 def adapted_bands(
-    cc, bm, delay_cc, delay_bm, attn_ihc, level1, ihc, noise_gain, keys, noise, correct, out_db, out_bm
-):
+    cc: F64, bm: F64, delay_cc: I64, delay_bm: I64, attn_ihc: F64, level1: float, ihc: F64, noise_gain: float,
+    keys: I64, noise: F64, correct: I64, out_db: F64, out_bm: F64,
+) -> None:  # fmt: skip
     """Alignment shift, dB SL, IHC adaptation, threshold noise and group-delay compensation per band.
 
     Args:
@@ -195,7 +209,10 @@ def adapted_bands(
 
 
 @nb.njit(parallel=True, fastmath=True, **_JIT)  # fastmath: vectorised lag sums (reassociated, ~1e-16)
-def segment_covariance(x, y, starts, window, inv_wc, inv_sum2, maxlag, cov, ms_x, ms_y):
+def segment_covariance(
+    x: F64, y: F64, starts: I64, window: F64, inv_wc: F64, inv_sum2: float, maxlag: int, cov: F64, ms_x: F64,
+    ms_y: F64,
+) -> None:  # fmt: skip
     """Windowed, mean-removed segment cross-covariance peaks within +/- ``maxlag`` (``bm_covary``).
 
     Args:
@@ -251,7 +268,7 @@ def segment_covariance(x, y, starts, window, inv_wc, inv_sum2, maxlag, cov, ms_x
 
 
 @nb.njit(parallel=True, fastmath=True, **_JIT)
-def windowed_sums(x, starts, window, scale, out):
+def windowed_sums(x: F64, starts: I64, window: F64, scale: float, out: F64) -> None:
     """``out[r, j] = scale * sum_m x[r, starts[j] + m] window[m]`` (samples past the row end count as 0).
 
     ``x``: ``(rows, T)``; ``starts``: ``(nseg,)``; ``window``: ``(L,)``; ``out``: ``(rows, nseg)``.

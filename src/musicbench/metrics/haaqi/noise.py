@@ -35,7 +35,11 @@ def stream_key(seed: int, stream: int) -> int:
 
 
 def threshold_noise(
-    seed: int, num_streams: int, length: int, device: torch.device | str = "cpu", dtype=torch.float64
+    seed: int,
+    num_streams: int,
+    length: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Standard-normal draws ``(num_streams, length)``: row ``s`` is stream ``s`` of ``seed``.
 
