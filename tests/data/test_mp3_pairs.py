@@ -21,8 +21,10 @@ from musicbench.data.mp3_pairs import (
     Mp3PairsDataModule,
     PairChunkDataset,
     TrackSource,
+    entry_key,
 )
 from musicbench.data.tracks import DatasetError
+from musicbench.utils.files import sha256_file
 
 SATB = ["soprano", "alto", "tenor", "bass"]
 SR = 44100
@@ -134,6 +136,22 @@ def test_content_change_makes_a_new_entry(tmp_path):
     assert len(after - before) == 1
     changed = next(t for t in tracks if t.name == "a1.wav")
     assert changed.path in after - before
+
+
+def test_keys_hash_the_file_and_the_stem_of_a_multi_stem_track(tiny_chorales_root, tmp_path):
+    """The key of a pair: the file's sha256 (plus ``/<stem>`` for a track of several stems) with every codec
+    setting and the rate, so caches written before stay valid."""
+    codec = Mp3Codec(bitrate=32)
+    (alto,) = TrackSource(tiny_chorales_root, SATB, SR, stem="alto").items("valid")
+    assert alto.content_hash() == sha256_file(alto.track.path / "alto.wav") + "/alto"
+    file = write_tone(tmp_path / "m" / "x.wav")
+    (single,) = FolderSource(tmp_path / "m", 0.0, 0.0).items("train")
+    assert single.content_hash() == sha256_file(file)
+    dm = chorale_dm(tiny_chorales_root, tmp_path / "c", codec=codec)
+    (pair,) = dm.tracks("valid")
+    mixture = TrackSource(tiny_chorales_root, SATB, SR).items("valid")[0]
+    assert pair.path.name == entry_key(sha256_file(mixture.path) + "/mixture", codec, SR)
+    assert entry_key("abc", codec, SR) != entry_key("abc", codec, 48000)
 
 
 def test_parallel_preparation_writes_the_same_pairs(tiny_chorales_root, tmp_path):
