@@ -23,7 +23,9 @@ GROUPS = [
     "hparams_search",
     "debug",
 ]
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+# Groups inside a group's option, and the option whose defaults list selects them.
+NESTED = {"data/source": "data=mp3_pairs"}
+OPTIONS = [(g, p.stem) for g in [*GROUPS, *NESTED] for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 # Options that need hardware this machine may lack are instantiated with CPU settings here; a gpu-marked
 # test instantiates them as they are.
 CPU_SETTINGS = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true"]
@@ -45,13 +47,15 @@ def _compose(name, overrides, tmp_path, chorales_root):
 
 
 def test_every_group_has_options():
-    for g in GROUPS:
+    for g in [*GROUPS, *NESTED]:
         assert list((CONFIG_DIR / g).glob("*.yaml")), g
+    subfolders = {p.relative_to(CONFIG_DIR).as_posix() for g in GROUPS for p in (CONFIG_DIR / g).glob("*/")}
+    assert subfolders == set(NESTED)
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, tmp_path, tiny_chorales_root):
-    overrides = [f"{group}={option}"]
+    overrides = [NESTED[group], f"{group}={option}"] if group in NESTED else [f"{group}={option}"]
     if group in ("trainer",) and option in ("gpu", "ddp"):
         overrides += CPU_SETTINGS
     cfg = _compose("train", overrides, tmp_path, tiny_chorales_root)

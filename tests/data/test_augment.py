@@ -1,4 +1,4 @@
-"""Source-level augmentations: gain, channel swap, silence detection."""
+"""Source-level augmentations: gain, channel swap (as functions and as config transforms), silence detection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicbench.data.augment import is_silent, random_channel_swap, random_gain
+from musicbench.data.augment import ChannelSwap, RandomGain, is_silent, random_channel_swap, random_gain
 
 
 def sources(num: int = 4, channels: int = 2, frames: int = 100) -> torch.Tensor:
@@ -62,3 +62,24 @@ def test_is_silent_threshold() -> None:
     quiet = torch.full((2, 100), 10 ** (-70 / 20))  # -70 dBFS mean power
     assert is_silent(quiet, -60.0) and not is_silent(quiet, -80.0)
     assert not is_silent(torch.full((2, 100), 0.1), -60.0)
+
+
+def test_transforms_draw_as_their_functions() -> None:
+    """A transform makes the same draws from the item's generator as its function, so a config of transforms
+    gives the same items as the functions called in the same order."""
+    x = sources(num=8)
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    a = ChannelSwap()(RandomGain(-6.0, 3.0)(x, rng_a), rng_a)
+    b = random_channel_swap(random_gain(x, rng_b, -6.0, 3.0), rng_b, 0.5)
+    assert torch.equal(a, b) and rng_a.random() == rng_b.random()
+
+
+def test_transforms_check_their_settings() -> None:
+    with pytest.raises(ValueError, match="low_db <= high_db"):
+        RandomGain(3.0, -6.0)
+    with pytest.raises(ValueError, match="p in \\[0, 1\\]"):
+        ChannelSwap(p=1.5)
+    assert (
+        repr(RandomGain()) == "RandomGain(low_db=-6.0, high_db=3.0)"
+        and repr(ChannelSwap()) == "ChannelSwap(p=0.5)"
+    )

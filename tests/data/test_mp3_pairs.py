@@ -1,7 +1,8 @@
-"""Mp3PairsDataModule: sources, caching (keying, hits), batches, on-the-fly encoding, bad input."""
+"""Mp3PairsDataModule: clean audio from a track index, batches, on-the-fly encoding, bad input."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -11,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.signal
-import soundfile as sf
 import torch
 
 from musicbench.audio.mp3 import CodecError, Mp3Codec
-from musicbench.data.mp3_pairs import (
-    META_NAME,
-    FolderSource,
-    Mp3PairsDataModule,
-    PairChunkDataset,
-    TrackSource,
-)
+from musicbench.data.index import FolderIndex
+from musicbench.data.mp3_cache import META_NAME
+from musicbench.data.mp3_pairs import Mp3PairsDataModule, PairChunkDataset
+from musicbench.data.musdb_index import MusdbIndex
 from musicbench.data.tracks import DatasetError
 
 SATB = ["soprano", "alto", "tenor", "bass"]
@@ -40,19 +37,11 @@ def chorale_dm(root: Path, cache: Path, **kwargs) -> Mp3PairsDataModule:
         valid_segment_seconds=1.0,
         progress=False,
     )
-    return Mp3PairsDataModule(TrackSource(root, SATB, SR), codec, **{**defaults, **kwargs})
+    return Mp3PairsDataModule(MusdbIndex(root, SATB, SR), codec, **{**defaults, **kwargs})
 
 
 def entries(cache: Path) -> set[Path]:
     return {p.parent for p in cache.rglob(META_NAME)}
-
-
-def write_tone(path: Path, seconds: float = 1.0, freq: float = 440.0, sr: int = SR) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * sr)) / sr
-    tone = 0.3 * np.sin(2 * np.pi * freq * t)
-    sf.write(path, np.stack([tone, 0.5 * tone]).T, sr)
-    return path
 
 
 def test_batches_have_the_separation_shapes(tiny_chorales_root, tmp_path):
@@ -67,83 +56,8 @@ def test_batches_have_the_separation_shapes(tiny_chorales_root, tmp_path):
     assert degraded.shape == (1, 2, test[0].num_frames) and clean.shape[:2] == (1, 1)
     assert dm.sources == ["clean"] and test[0].sources == ("clean",)
     # Same split as the separation datamodule (the manifest's validation and test tracks).
-    sep_valid = [t.name for t in TrackSource(tiny_chorales_root, SATB, SR).index.tracks("valid")]
+    sep_valid = [t.name for t in MusdbIndex(tiny_chorales_root, SATB, SR).tracks("valid")]
     assert [t.name for t in dm.tracks("valid")] == sep_valid
-
-
-def test_pairs_are_clean_and_its_aligned_mp3(tiny_chorales_root, tmp_path):
-    dm = chorale_dm(tiny_chorales_root, tmp_path / "cache")
-    track = dm.tracks("test")[0]
-    degraded, clean = track.load()
-    mixture, _ = TrackSource(tiny_chorales_root, SATB, SR).items("test")[0].track.load()
-    assert torch.allclose(clean[0], mixture, atol=1e-6)
-    assert torch.equal(degraded, Mp3Codec(bitrate=32)(mixture, SR))
-    corr = scipy.signal.correlate(degraded[0].numpy(), clean[0, 0].numpy(), mode="full", method="fft")
-    lags = scipy.signal.correlation_lags(degraded.shape[-1], clean.shape[-1])
-    assert lags[np.argmax(corr)] == 0
-
-
-def test_cache_hits_do_not_encode_and_settings_make_new_entries(tiny_chorales_root, tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    chorale_dm(tiny_chorales_root, cache).prepare_data()
-    first = entries(cache)
-    assert len(first) == 6  # every track of every split
-
-    def no_encoding(*args, **kwargs):
-        raise AssertionError("a cache hit must not encode again")
-
-    with monkeypatch.context() as m:
-        m.setattr(Mp3Codec, "encode", no_encoding)
-        dm = chorale_dm(tiny_chorales_root, cache)
-        dm.prepare_data()
-        assert len(dm.tracks("train")) + len(dm.tracks("valid")) + len(dm.tracks("test")) == 6
-    assert entries(cache) == first
-    # Any codec setting makes new entries and leaves the old ones alone.
-    for codec in (Mp3Codec(bitrate=64), Mp3Codec(bitrate=32, quality=7), Mp3Codec(None, vbr_quality=6)):
-        before = entries(cache)
-        chorale_dm(tiny_chorales_root, cache, codec=codec).tracks("test")
-        assert len(entries(cache) - before) == 2 and before <= entries(cache)
-
-
-def test_content_change_makes_a_new_entry(tmp_path):
-    root = tmp_path / "music"
-    for i in range(3):
-        write_tone(root / f"a{i}.wav", freq=300 + 50 * i)
-    source = FolderSource(root, valid_fraction=0.0, test_fraction=0.0)
-    dm = Mp3PairsDataModule(
-        source,
-        Mp3Codec(bitrate=64),
-        cache_dir=tmp_path / "c",
-        prepare_workers=0,
-        chunk_seconds=0.5,
-        progress=False,
-    )
-    dm.tracks("train")
-    before = entries(tmp_path / "c")
-    write_tone(root / "a1.wav", freq=1000.0)  # same name, other content
-    dm2 = Mp3PairsDataModule(
-        FolderSource(root, valid_fraction=0.0, test_fraction=0.0),
-        Mp3Codec(bitrate=64),
-        cache_dir=tmp_path / "c",
-        prepare_workers=0,
-        chunk_seconds=0.5,
-        progress=False,
-    )
-    tracks = dm2.tracks("train")
-    after = entries(tmp_path / "c")
-    assert len(after - before) == 1
-    changed = next(t for t in tracks if t.name == "a1.wav")
-    assert changed.path in after - before
-
-
-def test_parallel_preparation_writes_the_same_pairs(tiny_chorales_root, tmp_path):
-    serial = chorale_dm(tiny_chorales_root, tmp_path / "serial")
-    parallel = chorale_dm(tiny_chorales_root, tmp_path / "parallel", prepare_workers=2)
-    parallel.prepare_data()
-    for a, b in zip(serial.tracks("train"), parallel.tracks("train"), strict=True):
-        assert a.path.name == b.path.name  # same key
-        # (not the bytes: libsndfile stamps float wav files with the time of writing)
-        assert torch.equal(a.load()[0], b.load()[0]) and torch.equal(a.load()[1], b.load()[1])
 
 
 def test_on_the_fly_chunks_are_aligned_deterministic_and_vary_in_bitrate(tiny_chorales_root, tmp_path):
@@ -178,33 +92,20 @@ def test_short_tracks_are_padded_or_skipped_with_a_log_line(tiny_chorales_root, 
     assert "skipped" in caplog.text
 
 
-def test_unreadable_file_is_named(tmp_path):
+def test_unreadable_file_is_named(tmp_path, layout):
     root = tmp_path / "music"
-    write_tone(root / "good.wav")
+    layout.write_tone(root / "good.wav")
     (root / "sub").mkdir()
     (root / "sub" / "broken.flac").write_bytes(b"not audio at all")
-    dm = Mp3PairsDataModule(FolderSource(root), Mp3Codec(), cache_dir=tmp_path / "c", progress=False)
+    dm = Mp3PairsDataModule(FolderIndex(root), Mp3Codec(), cache_dir=tmp_path / "c", progress=False)
     with pytest.raises(DatasetError, match=r"broken\.flac"):
         dm.prepare_data()
 
 
-def test_folder_source_split_is_deterministic_and_stable(tmp_path):
-    root = tmp_path / "music"
-    for i in range(20):
-        write_tone(root / f"d{i % 3}" / f"t{i}.wav", seconds=0.1)
-    src = FolderSource(root, valid_fraction=0.2, test_fraction=0.3)
-    before = {s: [it.name for it in src.items(s)] for s in ("train", "valid", "test")}
-    assert sum(len(v) for v in before.values()) == 20 and all(before.values())
-    write_tone(root / "new.ogg", seconds=0.1)
-    after = {s: [it.name for it in FolderSource(root, 0.2, 0.3).items(s)] for s in before}
-    for s in before:
-        assert set(before[s]) <= set(after[s])
-
-
-def test_folder_source_resamples_other_rates(tmp_path):
-    write_tone(tmp_path / "m" / "x.flac", seconds=0.5, sr=22050)
+def test_folder_files_are_resampled_to_the_pairs_rate(tmp_path, layout):
+    layout.write_tone(tmp_path / "m" / "x.flac", seconds=0.5, sr=22050)
     dm = Mp3PairsDataModule(
-        FolderSource(tmp_path / "m", 0.0, 0.0),
+        FolderIndex(tmp_path / "m", 0.0, 0.0),
         Mp3Codec(bitrate=64),
         sample_rate=SR,
         cache_dir=tmp_path / "c",
@@ -231,11 +132,15 @@ def test_bad_settings_are_rejected_at_construction(tiny_chorales_root, tmp_path,
         chorale_dm(tiny_chorales_root, tmp_path, **kwargs)
 
 
-def test_track_source_rejects_unknown_stem(tiny_chorales_root):
-    with pytest.raises(ValueError, match="source.stem='drums'"):
-        TrackSource(tiny_chorales_root, SATB, SR, stem="drums")
-    (item,) = TrackSource(tiny_chorales_root, SATB, SR, stem="alto").items("valid")
-    assert item.path.name == "alto.wav"
+def test_stem_must_be_the_mixture_or_a_source_of_the_index(tiny_chorales_root, tmp_path):
+    with pytest.raises(ValueError, match="data.stem='drums'"):
+        chorale_dm(tiny_chorales_root, tmp_path, stem="drums")
+    with pytest.raises(ValueError, match="data.stem='alto'"):
+        Mp3PairsDataModule(FolderIndex(tmp_path), Mp3Codec(), stem="alto")
+    dm = chorale_dm(tiny_chorales_root, tmp_path / "cache", stem="alto")
+    (pair,) = dm.tracks("valid")
+    assert pair.load()[1].shape[:2] == (1, 2)
+    assert json.loads((pair.path / META_NAME).read_text())["source_path"].endswith("alto.wav")
 
 
 def test_parallel_preparation_after_torch_started_its_thread_pool(tiny_chorales_root, tmp_path):
@@ -244,10 +149,11 @@ def test_parallel_preparation_after_torch_started_its_thread_pool(tiny_chorales_
     code = (
         "import sys, torch\n"
         "from musicbench.audio.mp3 import Mp3Codec\n"
-        "from musicbench.data.mp3_pairs import Mp3PairsDataModule, TrackSource\n"
+        "from musicbench.data.mp3_pairs import Mp3PairsDataModule\n"
+        "from musicbench.data.musdb_index import MusdbIndex\n"
         "torch.set_num_threads(2)\n"
         "x = torch.randn(8, 2_000_000); (x * 2).sum(); torch.stft(x, 1024, return_complex=True)\n"
-        "src = TrackSource(sys.argv[1], ['soprano', 'alto', 'tenor', 'bass'])\n"
+        "src = MusdbIndex(sys.argv[1], ['soprano', 'alto', 'tenor', 'bass'])\n"
         "dm = Mp3PairsDataModule(src, Mp3Codec(), cache_dir=sys.argv[2], prepare_workers=2, progress=True)\n"
         "dm.prepare_data()\n"
     )

@@ -3,9 +3,15 @@
 They act on the stacked targets ``(S, C, T)`` (sources, channels, samples), each source independently, so
 that the training mixture can be recomputed as the sum of the augmented sources afterwards. Randomness
 comes from an explicit ``numpy.random.Generator`` so that a dataset item is a pure function of its seed.
+
+Configs build them as transforms (:class:`RandomGain`, :class:`ChannelSwap`), one ``_target_`` node each
+under ``data.augmentations``; a transform is a callable ``(targets, rng) -> targets``, applied in the order
+of the config, and each draws from the item's generator in that order.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -53,6 +59,47 @@ def random_channel_swap(targets: Tensor, rng: np.random.Generator, p: float = 0.
     idx = torch.from_numpy(np.flatnonzero(swap))
     out[idx] = targets[idx].flip(1)
     return out
+
+
+class Transform(Protocol):
+    """A source-level augmentation: ``(targets (S, C, T), rng) -> (S, C, T)``, drawing only from ``rng``."""
+
+    def __call__(self, targets: Tensor, rng: np.random.Generator) -> Tensor: ...
+
+
+class RandomGain:
+    """Scale each source by a gain drawn uniformly in ``[low_db, high_db]`` dB (:func:`random_gain`)."""
+
+    def __init__(self, low_db: float = -6.0, high_db: float = 3.0) -> None:
+        self.low_db, self.high_db = float(low_db), float(high_db)
+        if self.low_db > self.high_db:
+            raise ValueError(
+                f"RandomGain needs low_db <= high_db (dB), got low_db={low_db}, high_db={high_db} "
+                "(data.augmentations.<name>.low_db/high_db)"
+            )
+
+    def __call__(self, targets: Tensor, rng: np.random.Generator) -> Tensor:
+        return random_gain(targets, rng, self.low_db, self.high_db)
+
+    def __repr__(self) -> str:
+        return f"RandomGain(low_db={self.low_db}, high_db={self.high_db})"
+
+
+class ChannelSwap:
+    """Swap left and right of each source with probability ``p`` (:func:`random_channel_swap`)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(
+                f"ChannelSwap needs a probability p in [0, 1], got {p!r} (data.augmentations.<name>.p)"
+            )
+        self.p = float(p)
+
+    def __call__(self, targets: Tensor, rng: np.random.Generator) -> Tensor:
+        return random_channel_swap(targets, rng, self.p)
+
+    def __repr__(self) -> str:
+        return f"ChannelSwap(p={self.p})"
 
 
 def is_silent(audio: Tensor, threshold_db: float) -> bool:

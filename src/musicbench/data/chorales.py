@@ -52,6 +52,7 @@ from musicbench.data.chorale_render import (
     track_name,
 )
 from musicbench.data.manifest import MANIFEST_NAME, load_manifest, sha256_file
+from musicbench.data.splits import SPLIT_FOLDERS, TEST, TRAIN
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.progress import progress_bar
 
@@ -64,7 +65,6 @@ __all__ = [
     "GENERATOR_VERSION",
     "MARKER_NAME",
     "SOURCES",
-    "SPLITS",
     "ChoraleRejected",
     "RenderParams",
     "RenderedTrack",
@@ -74,8 +74,6 @@ __all__ = [
     "score_voices",
     "track_name",
 ]
-
-SPLITS: tuple[str, ...] = ("train", "test")
 
 MARKER_NAME = ".done.json"
 _CORPUS_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn"}
@@ -167,7 +165,7 @@ def generate_chorales(
             if source in known_rejects:
                 rejected[source] = known_rejects[source]
                 continue
-            split = "test" if len(entries) < num_test else "train"
+            split = TEST if len(entries) < num_test else TRAIN
             try:
                 entry = _ensure_track(root, split, source, path, params, min_seconds, renderer)
             except ChoraleRejected as exc:
@@ -314,7 +312,7 @@ def _ensure_track(
     marker = _valid_marker(track_dir, params)
     if marker is None:
         _invalidate_manifest(root)
-        other = root / ("train" if split == "test" else "test") / name
+        other = root / (TRAIN if split == TEST else TEST) / name
         if _valid_marker(other, params) is not None:
             # Only the split changed (e.g. another num_test): move the finished folder, don't re-render.
             if track_dir.exists():
@@ -386,7 +384,7 @@ def _invalidate_manifest(root: Path) -> None:
 
 def _remove_stale_tracks(root: Path, keep: set[tuple[str, str]]) -> None:
     """Delete generated track folders (those with our marker) that are not part of this dataset."""
-    for split in SPLITS:
+    for split in SPLIT_FOLDERS:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
@@ -398,7 +396,7 @@ def _remove_stale_tracks(root: Path, keep: set[tuple[str, str]]) -> None:
 
 
 def _build_manifest(entries, rejected, params, min_seconds, num_tracks, num_test, num_valid) -> dict:
-    train = [e["name"] for e in entries if e["split"] == "train"]  # in seeded selection order
+    train = [e["name"] for e in entries if e["split"] == TRAIN]  # in seeded selection order
     all_params = {
         **asdict(params),
         "num_tracks": num_tracks,
@@ -419,7 +417,7 @@ def _build_manifest(entries, rejected, params, min_seconds, num_tracks, num_test
         "sample_rate": params.sample_rate,
         "channels": 2,
         "sources": list(SOURCES),
-        "splits": {s: sorted(e["name"] for e in entries if e["split"] == s) for s in SPLITS},
+        "splits": {s: sorted(e["name"] for e in entries if e["split"] == s) for s in SPLIT_FOLDERS},
         "validation_tracks": sorted(train[:num_valid]),
         "tracks": sorted(entries, key=lambda e: (e["split"], e["name"])),
         "skipped": [{"source": s, "reason": r} for s, r in sorted(rejected.items())],

@@ -26,8 +26,7 @@ from musicbench.data.manifest import (
     load_manifest,
     verify_manifest,
 )
-
-_SPLITS = ("train", "test")
+from musicbench.data.splits import SPLIT_FOLDERS
 
 
 def _positive_int(text: str) -> int:
@@ -121,7 +120,7 @@ def _cmd_info(args: argparse.Namespace, console: Console) -> int:
     root = args.root
     if (root / MANIFEST_NAME).is_file():
         table = _manifest_table(load_manifest(root))
-    elif any((root / s).is_dir() for s in _SPLITS):
+    elif any((root / s).is_dir() for s in SPLIT_FOLDERS):
         table = _folder_table(root)
     else:
         raise FileNotFoundError(
@@ -152,7 +151,7 @@ def _folder_table(root: Path) -> Table:
     for col in ("split", "track", "files"):
         table.add_column(col)
     count = 0
-    for split in _SPLITS:
+    for split in SPLIT_FOLDERS:
         tracks = sorted(d for d in (root / split).glob("*") if d.is_dir()) if (root / split).is_dir() else []
         for d in tracks:
             table.add_row(split, d.name, ", ".join(sorted(p.stem for p in d.glob("*.wav"))))

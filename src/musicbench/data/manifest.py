@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from musicbench.data.splits import TRAIN
 from musicbench.utils.files import sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -76,7 +77,7 @@ def _split_problems(manifest: dict[str, Any]) -> list[str]:
     for split, names in manifest["splits"].items():
         if set(names) != by_split.get(split, set()):
             problems.append(f"splits[{split!r}] does not match the tracks listed with split {split!r}")
-    train = set(manifest["splits"].get("train", []))
+    train = set(manifest["splits"].get(TRAIN, []))
     stray = sorted(set(manifest.get("validation_tracks", [])) - train)
     if stray:
         problems.append(f"validation_tracks not in the train split: {stray}")

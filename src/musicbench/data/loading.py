@@ -1,0 +1,281 @@
+"""What every datamodule shares: the samplers, the dataset bases and the train/valid/test DataLoaders.
+
+- Training: random chunks; item ``index`` is a pure function of ``(seed, index)`` (:func:`item_rng`), and
+  the :class:`EpochSampler` hands out indices ``epoch * samples_per_epoch + i``, so every epoch draws new
+  chunks, identically in every run and for any number of workers.
+- Validation: consecutive fixed segments of ``valid_segment_seconds`` (or full tracks).
+- Test: full tracks, batch size 1, in ``tracks("test")`` order (what the evaluation runner reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from musicbench.data.augment import is_silent
+from musicbench.data.tracks import DatasetError, fit_length
+
+
+def item_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of training item ``index``: independent streams for every ``(seed, index)`` pair."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch * num_samples + i`` for ``i < num_samples``: fresh, reproducible items each epoch.
+
+    Lightning calls ``set_epoch`` before every epoch (also after resuming from a checkpoint). Iterating
+    without calling ``set_epoch`` moves on to the next epoch by itself, so plain loops and wrappers such as
+    Lightning's distributed sampler wrapper (which iterates this sampler once per epoch) also see new items.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = int(num_samples)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.epoch * self.num_samples
+        self.epoch += 1
+        return iter(range(start, start + self.num_samples))
+
+
+@dataclass(frozen=True)
+class ChunkSampling:
+    """How training chunks are drawn.
+
+    Attributes:
+        chunk_frames: chunk length in samples.
+        samples_per_epoch: items per epoch (the dataset's ``len``).
+        seed: items are a pure function of ``(seed, index)``.
+        silent_chunk_retries: redraws of a chunk that is silent (then the last draw is kept).
+        silence_threshold_db: mean power in dBFS at or below which a chunk counts as silent.
+    """
+
+    chunk_frames: int
+    samples_per_epoch: int
+    seed: int = 0
+    silent_chunk_retries: int = 10
+    silence_threshold_db: float = -60.0
+
+
+class RandomChunks(Dataset):
+    """Base of the training datasets: random chunks of random tracks, redrawn while silent.
+
+    Item ``index`` (any non-negative int; ``__len__`` is ``samples_per_epoch``) is drawn by ``_draw`` with
+    ``item_rng(seed, index)``; if the side that ``_audible`` picks is silent, it is drawn again with the same
+    generator, up to ``silent_chunk_retries`` times. Subclasses implement ``_draw``.
+
+    Returns:
+        ``(input (C, chunk_frames), targets (S, C, chunk_frames))`` float32.
+    """
+
+    def __init__(self, tracks: Sequence[Any], sampling: ChunkSampling) -> None:
+        if not tracks:
+            raise DatasetError(f"{type(self).__name__} needs at least one training track")
+        self.tracks = list(tracks)
+        self.sampling = sampling
+        self.chunk_frames = int(sampling.chunk_frames)
+
+    def __len__(self) -> int:
+        return self.sampling.samples_per_epoch
+
+    def _draw_position(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A random ``(track index, frame offset)``: each track equally likely (as in Open-Unmix), the offset
+        uniform in ``[0, num_frames - chunk_frames]`` (0 for a track shorter than the chunk)."""
+        t = int(rng.integers(len(self.tracks)))
+        span = self.tracks[t].num_frames - self.chunk_frames
+        return t, int(rng.integers(span + 1)) if span > 0 else 0
+
+    def _draw(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """One candidate item ``(input, targets)``, drawing from ``rng`` only."""
+        raise NotImplementedError
+
+    def _audible(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """What must not be silent: the input (the mixture) unless a subclass says otherwise."""
+        return inputs
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rng = item_rng(self.sampling.seed, index)
+        for _ in range(self.sampling.silent_chunk_retries + 1):
+            inputs, targets = self._draw(rng)
+            if not is_silent(self._audible(inputs, targets), self.sampling.silence_threshold_db):
+                break
+        return inputs.contiguous(), targets.contiguous()
+
+
+class EvalDataset(Dataset):
+    """Deterministic items for validation/testing: full tracks or consecutive fixed-length segments.
+
+    With ``segment_frames=None`` each item is a full track. Otherwise each track yields the segments
+    starting at ``0, L, 2L, ...`` that fit entirely in the track (the remainder shorter than ``L`` at the end
+    is left out); a track shorter than ``L`` yields one segment, zero-padded to ``L``.
+
+    Attributes:
+        items: ``(track, frame_offset, num_frames)`` per item (``num_frames=-1``: to the end).
+
+    Returns:
+        ``(input (C, T), targets (S, C, T))`` float32 from ``track.load``: for separation the dataset's
+        mixture file/stream and the sources, for MP3 pairs the decoded MP3 and the clean audio.
+    """
+
+    def __init__(self, tracks: Sequence[Any], segment_frames: int | None = None) -> None:
+        self.tracks = list(tracks)
+        self.segment_frames = None if segment_frames is None else int(segment_frames)
+        self.items: list[tuple[Any, int, int]] = []
+        for track in self.tracks:
+            if self.segment_frames is None:
+                self.items.append((track, 0, -1))
+                continue
+            count = max(1, track.num_frames // self.segment_frames)
+            self.items.extend((track, k * self.segment_frames, self.segment_frames) for k in range(count))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        track, offset, frames = self.items[index]
+        mixture, targets = track.load(offset, frames)
+        if frames > 0:
+            mixture, targets = fit_length(mixture, frames), fit_length(targets, frames)
+        return mixture.contiguous(), targets.contiguous()
+
+
+class SplitLoaders(pl.LightningDataModule):
+    """Base of the datamodules: the settings of their DataLoaders and the loaders themselves.
+
+    Subclasses implement ``tracks(split)`` and a ``setup`` that builds ``train_set`` (a :class:`RandomChunks`
+    drawn through an :class:`EpochSampler`), ``valid_set`` and ``test_set`` (:class:`EvalDataset`).
+
+    Args:
+        sample_rate: rate of the items in Hz; converts the lengths in seconds below to samples.
+        chunk_seconds: training chunk length in seconds (``round(chunk_seconds * sample_rate)`` samples).
+        samples_per_epoch: training items per epoch.
+        batch_size: training batch size.
+        eval_batch_size: validation batch size (must be 1 when validating on full tracks).
+        num_workers: DataLoader worker processes (persistent when > 0).
+        valid_segment_seconds: validation segment length in seconds; ``None`` validates on full tracks.
+        seed: seed of the training chunks (items are a function of ``(seed, index)``).
+        silent_chunk_retries: redraws of a silent training chunk.
+        silence_threshold_db: mean power in dBFS at or below which a training chunk counts as silent.
+        pin_memory: passed to the DataLoaders.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 44100,
+        chunk_seconds: float = 3.0,
+        samples_per_epoch: int = 256,
+        batch_size: int = 8,
+        eval_batch_size: int = 1,
+        num_workers: int = 0,
+        valid_segment_seconds: float | None = 10.0,
+        seed: int = 0,
+        silent_chunk_retries: int = 10,
+        silence_threshold_db: float = -60.0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        for key, value in (
+            ("chunk_seconds", chunk_seconds),
+            ("samples_per_epoch", samples_per_epoch),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("sample_rate", sample_rate),
+        ):
+            if value is None or value <= 0:
+                raise ValueError(f"data.{key} must be positive, got {value!r}")
+        if valid_segment_seconds is not None and valid_segment_seconds <= 0:
+            raise ValueError(
+                f"data.valid_segment_seconds must be positive or null, got {valid_segment_seconds!r}"
+            )
+        if valid_segment_seconds is None and eval_batch_size != 1:
+            raise ValueError(
+                f"data.eval_batch_size={eval_batch_size} needs equal-length items: full-track validation "
+                "(data.valid_segment_seconds=null) only works with data.eval_batch_size=1"
+            )
+        if silent_chunk_retries < 0 or num_workers < 0:
+            raise ValueError(
+                f"data.silent_chunk_retries and data.num_workers must be >= 0, got "
+                f"{silent_chunk_retries!r} and {num_workers!r}"
+            )
+        self.sample_rate = int(sample_rate)
+        self.chunk_seconds = float(chunk_seconds)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.num_workers = int(num_workers)
+        self.valid_segment_seconds = valid_segment_seconds
+        self.pin_memory = bool(pin_memory)
+        self.sampling = ChunkSampling(
+            chunk_frames=int(round(chunk_seconds * sample_rate)),
+            samples_per_epoch=self.samples_per_epoch,
+            seed=int(seed),
+            silent_chunk_retries=int(silent_chunk_retries),
+            silence_threshold_db=float(silence_threshold_db),
+        )
+        self.train_set: RandomChunks | None = None
+        self.valid_set: EvalDataset | None = None
+        self.test_set: EvalDataset | None = None
+
+    @property
+    def chunk_frames(self) -> int:
+        """Training chunk length in samples."""
+        return self.sampling.chunk_frames
+
+    @property
+    def valid_segment_frames(self) -> int | None:
+        """Validation segment length in samples (``valid_segment_seconds``; ``None``: whole tracks)."""
+        if self.valid_segment_seconds is None:
+            return None
+        return int(round(self.valid_segment_seconds * self.sample_rate))
+
+    def tracks(self, split: str) -> list[Any]:
+        """The tracks (items with ``load``) of ``split``: ``"train"``, ``"valid"`` or ``"test"``."""
+        raise NotImplementedError
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
+        return self._loader(self.train_set, self.batch_size, EpochSampler(self.samples_per_epoch))
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches; an empty list (Lightning then skips validation) when there are no tracks."""
+        if self.valid_set is None:
+            self.setup("validate")
+        assert self.valid_set is not None
+        if len(self.valid_set) == 0:
+            return []
+        return self._loader(self.valid_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        """Full test tracks, one per batch, in ``tracks("test")`` order."""
+        if self.test_set is None:
+            self.setup("test")
+        assert self.test_set is not None
+        return self._loader(self.test_set, 1)

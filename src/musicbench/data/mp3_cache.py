@@ -1,0 +1,220 @@
+"""The MP3 pair cache: clean audio and its MP3 round trip, encoded once, keyed by content and settings.
+
+A pair is stored as float wav files in ``<cache_dir>/<codec name>/<key>/{clean,degraded}.wav`` plus
+``meta.json``, written last: an entry without it is unfinished, and every file is written atomically.
+``key`` hashes the clean file's content, every codec setting and the rate, so any change gives a new entry
+and never a stale hit. Missing entries are encoded in worker processes, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soxr
+import torch
+from torch import Tensor
+
+from musicbench.audio.io import AudioFileError, read_audio, write_audio
+from musicbench.audio.mp3 import CodecError, Mp3Codec, to_channels
+from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
+from musicbench.utils.files import sha256_file, write_json_atomic
+from musicbench.utils.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+CLEAN = "clean"
+CACHE_VERSION = 1  # bump when the stored format or the round trip itself changes
+META_NAME = "meta.json"
+
+
+@dataclass(frozen=True)
+class CleanItem:
+    """One clean recording to encode: the stem ``stem`` of a track of a track index.
+
+    Attributes:
+        track: a track from a :class:`~musicbench.data.index.TrackIndex` (``name``, ``split``,
+            ``sample_rate``, ``stems``, ``stem_path``, ``load_stem``).
+        stem: ``"mixture"`` or one of the track's sources.
+    """
+
+    track: Any
+    stem: str = MIXTURE
+
+    @property
+    def name(self) -> str:
+        """The track's name, unique within its index."""
+        return self.track.name
+
+    @property
+    def split(self) -> str:
+        return self.track.split
+
+    @property
+    def path(self) -> Path:
+        """The file holding the audio (named in errors; its content is hashed for the cache key)."""
+        return self.track.stem_path(self.stem)
+
+    def load(self, sample_rate: int) -> Tensor:
+        """The clean audio ``(C, T)`` float32 at ``sample_rate`` Hz (resampled if the file has another rate)."""
+        try:
+            audio = self.track.load_stem(self.stem)
+        except (AudioFileError, DatasetError) as exc:
+            raise DatasetError(f"cannot read clean audio {self.name!r} ({self.path}): {exc}") from exc
+        rate = self.track.sample_rate
+        if rate != sample_rate:
+            audio = torch.from_numpy(soxr.resample(audio.numpy().T, rate, sample_rate, quality="HQ").T.copy())
+        return audio
+
+    def content_hash(self) -> str:
+        """sha256 of the file's bytes, plus the stem for a track of several stems (a .stem.mp4 holds them all)."""
+        return sha256_file(self.path) + (f"/{self.stem}" if len(self.track.stems) > 1 else "")
+
+
+@dataclass(frozen=True)
+class PairTrack:
+    """A prepared pair on disk; behaves like a separation :class:`~musicbench.data.tracks.Track` with one
+    source, ``"clean"``, and the MP3-decoded audio as its mixture.
+    """
+
+    name: str
+    split: str
+    path: Path
+    sample_rate: int
+    num_frames: int
+    num_channels: int
+    sources: tuple[str, ...] = (CLEAN,)
+
+    def load(self, frame_offset: int = 0, num_frames: int = -1) -> tuple[Tensor, Tensor]:
+        """``(degraded (C, T), clean (1, C, T))`` float32 from ``frame_offset`` for ``num_frames`` samples."""
+        length = self.num_frames - frame_offset if num_frames < 0 else num_frames
+        parts = []
+        for name in ("degraded", "clean"):
+            file = self.path / f"{name}.wav"
+            try:
+                audio, _ = read_audio(file, frame_offset=frame_offset, num_frames=length)
+            except AudioFileError as exc:
+                raise DatasetError(
+                    f"pair {self.name!r}: {exc}; delete {self.path} to prepare it again"
+                ) from exc
+            parts.append(fit_length(audio, max(0, min(length, self.num_frames - frame_offset))))
+        return parts[0], parts[1][None]
+
+
+def entry_key(content_hash: str, codec: Mp3Codec, sample_rate: int) -> str:
+    """The cache key of a pair: hashes the clean content, every codec setting and the rate (Hz)."""
+    blob = repr((CACHE_VERSION, content_hash, sorted(codec.params().items()), int(sample_rate)))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def prepare_pair(item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: Path) -> dict[str, Any]:
+    """Encode ``item`` and write ``entry_dir/{clean,degraded}.wav`` then ``meta.json`` (atomically each).
+
+    Returns the meta dict. Runs in worker processes, so everything it needs is in its arguments.
+    """
+    clean = to_channels(item.load(sample_rate).numpy(), codec.channels)
+    try:
+        degraded = codec(clean, sample_rate).numpy()
+    except CodecError as exc:
+        raise DatasetError(f"cannot encode {item.name!r} ({item.path}) as MP3 {codec.name}: {exc}") from exc
+    write_audio(entry_dir / "clean.wav", clean, sample_rate, subtype="FLOAT")
+    write_audio(entry_dir / "degraded.wav", degraded, sample_rate, subtype="FLOAT")
+    meta = {
+        "name": item.name,
+        "source_path": str(item.path),
+        "stem": item.stem,
+        "codec": codec.params(),
+        "sample_rate": int(sample_rate),
+        "num_frames": int(clean.shape[-1]),
+        "num_channels": int(clean.shape[0]),
+        "cache_version": CACHE_VERSION,
+    }
+    write_json_atomic(entry_dir / META_NAME, meta)  # last: its presence marks a complete entry
+    return meta
+
+
+def open_pair(item: CleanItem, entry_dir: Path) -> PairTrack:
+    """The finished entry ``entry_dir`` of ``item`` as a :class:`PairTrack`."""
+    meta = json.loads((entry_dir / META_NAME).read_text())
+    return PairTrack(
+        item.name,
+        item.split,
+        entry_dir,
+        int(meta["sample_rate"]),
+        int(meta["num_frames"]),
+        int(meta["num_channels"]),
+    )
+
+
+def _single_threaded_worker() -> None:
+    """Initialise a forked preparation worker: one torch thread, as the DataLoader does in its workers.
+
+    A forked child must not enter the OpenMP thread pool its parent started (it would wait forever on the
+    parent's threads, which do not exist in the child); with one thread torch never enters it.
+    """
+    torch.set_num_threads(1)
+
+
+class PairCache:
+    """The pairs of one codec setting, in ``directory`` (``<cache_dir>/<codec name>``).
+
+    Args:
+        directory: the folder of this codec's entries.
+        codec: the MP3 settings.
+        sample_rate: rate of the pairs in Hz (clean audio at another rate is resampled first).
+        workers: processes encoding pairs in parallel (0: in this process).
+        progress: show a progress bar while encoding.
+    """
+
+    def __init__(
+        self, directory: Path, codec: Mp3Codec, sample_rate: int, workers: int = 2, progress: bool = True
+    ) -> None:
+        self.directory, self.codec, self.sample_rate = Path(directory), codec, int(sample_rate)
+        self.workers, self.progress = int(workers), bool(progress)
+
+    def entry(self, item: CleanItem) -> Path:
+        """The entry folder of ``item`` (whether or not it exists yet)."""
+        return self.directory / entry_key(item.content_hash(), self.codec, self.sample_rate)
+
+    def pairs(self, items: Mapping[str, Sequence[CleanItem]]) -> dict[str, list[PairTrack]]:
+        """The pairs of each group of ``items`` (split -> items), in order; the missing ones are encoded
+        first, all groups in one pool (cache hits are not encoded again)."""
+        entries = {
+            group: [(it, self.entry(it)) for it in group_items] for group, group_items in items.items()
+        }
+        todo = [(it, d) for pairs in entries.values() for it, d in pairs if not (d / META_NAME).is_file()]
+        if todo:
+            total = sum(len(e) for e in entries.values())
+            log.info(
+                "preparing %d of %d pairs (MP3 %s) in %s", len(todo), total, self.codec.name, self.directory
+            )
+            self._encode_all(todo, "/".join(entries))
+        return {group: [open_pair(it, d) for it, d in pairs] for group, pairs in entries.items()}
+
+    def _encode_all(self, todo: list[tuple[CleanItem, Path]], label: str) -> None:
+        with progress_bar(self.progress, label=f"mp3 pairs {label}") as bar:
+            task = bar.add_task("", total=len(todo))
+            if self.workers == 0 or len(todo) == 1:
+                for item, entry in todo:
+                    bar.update(task, description=item.name)
+                    prepare_pair(item, self.codec, self.sample_rate, entry)
+                    bar.advance(task)
+                return
+            # Processes, not threads: the encoder holds the GIL. Forked where the platform allows it (as the
+            # DataLoader's workers are): spawned workers would each import torch and Lightning again (seconds).
+            workers = min(self.workers, len(todo), os.cpu_count() or 1)
+            with concurrent.futures.ProcessPoolExecutor(workers, initializer=_single_threaded_worker) as pool:
+                futures = {
+                    pool.submit(prepare_pair, item, self.codec, self.sample_rate, entry): item
+                    for item, entry in todo
+                }
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()  # re-raises the worker's error, which names the file
+                    bar.update(task, advance=1, description=futures[future].name)

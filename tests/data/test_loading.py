@@ -1,0 +1,93 @@
+"""The shared loading pieces: the epoch sampler, random chunks, evaluation items and the loader settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from musicbench.data.loading import ChunkSampling, EpochSampler, EvalDataset, RandomChunks, SplitLoaders
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A fake track: mixture = sample index, one target = minus it (``load`` as a Track's)."""
+
+    name: str
+    num_frames: int
+
+    def load(self, frame_offset: int = 0, num_frames: int = -1):
+        end = self.num_frames if num_frames < 0 else min(self.num_frames, frame_offset + num_frames)
+        x = torch.arange(frame_offset, end, dtype=torch.float32).expand(2, -1)
+        return x, -x[None]
+
+
+def test_epoch_sampler_moves_on_without_set_epoch() -> None:
+    # Without set_epoch, iterating again moves on to the next epoch.
+    sampler = EpochSampler(3)
+    assert list(sampler) == [0, 1, 2] and list(sampler) == [3, 4, 5]
+    sampler.set_epoch(0)
+    assert list(sampler) == [0, 1, 2] and len(sampler) == 3
+
+
+def test_eval_dataset_segments_and_full_tracks() -> None:
+    tracks = [Ramp("a", 10), Ramp("b", 3)]
+    segments = EvalDataset(tracks, segment_frames=4)
+    # 10 samples: the segments at 0 and 4 (the last 2 samples are left out); 3 samples: one, zero-padded.
+    assert [(t.name, o, n) for t, o, n in segments.items] == [("a", 0, 4), ("a", 4, 4), ("b", 0, 4)]
+    mixture, targets = segments[1]
+    assert mixture[0].tolist() == [4, 5, 6, 7] and targets.shape == (1, 2, 4)
+    assert segments[2][0][0].tolist() == [0, 1, 2, 0]
+    full = EvalDataset(tracks)
+    assert len(full) == 2 and full[0][0].shape == (2, 10)
+
+
+class Constant(RandomChunks):
+    """Draws a chunk whose level is a uniform draw; levels below 0.5 are made silent."""
+
+    def _draw(self, rng: np.random.Generator):
+        t, offset = self._draw_position(rng)
+        level = float(rng.random())
+        x = torch.full((2, self.chunk_frames), level if level >= 0.5 else 0.0)
+        return x, x[None]
+
+
+def test_random_chunks_are_pure_functions_of_seed_and_index_and_redrawn_while_silent() -> None:
+    tracks = [Ramp("a", 100), Ramp("b", 5)]
+    retry = Constant(
+        tracks, ChunkSampling(chunk_frames=8, samples_per_epoch=4, seed=3, silent_chunk_retries=20)
+    )
+    no_retry = Constant(
+        tracks, ChunkSampling(chunk_frames=8, samples_per_epoch=4, seed=3, silent_chunk_retries=0)
+    )
+    assert len(retry) == 4
+    assert torch.equal(retry[7][0], retry[7][0])
+    assert all(float(retry[i][0].abs().max()) > 0 for i in range(30))
+    assert any(float(no_retry[i][0].abs().max()) == 0 for i in range(30))
+    with pytest.raises(ValueError, match="needs at least one training track"):
+        Constant([], ChunkSampling(8, 4))
+
+
+def test_split_loaders_settings() -> None:
+    loaders = SplitLoaders(sample_rate=8000, chunk_seconds=0.25, valid_segment_seconds=0.5, seed=4)
+    assert loaders.chunk_frames == 2000 and loaders.valid_segment_frames == 4000
+    assert loaders.sampling == ChunkSampling(2000, 256, 4, 10, -60.0)
+    assert SplitLoaders(valid_segment_seconds=None).valid_segment_frames is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(batch_size=0), "data.batch_size must be positive"),
+        (dict(chunk_seconds=-1.0), "data.chunk_seconds must be positive"),
+        (dict(samples_per_epoch=0), "data.samples_per_epoch"),
+        (dict(valid_segment_seconds=0.0), "data.valid_segment_seconds must be positive or null"),
+        (dict(valid_segment_seconds=None, eval_batch_size=4), "full-track validation"),
+        (dict(num_workers=-1), "data.num_workers"),
+    ],
+)
+def test_split_loaders_reject_bad_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SplitLoaders(**kwargs)

@@ -1,0 +1,61 @@
+"""Tracks: chunked reads of a MUSDB18-layout track, single audio files, the files behind each stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicbench.audio.io import AudioFileError
+from musicbench.data.musdb_index import MusdbIndex
+from musicbench.data.tracks import AudioFile, fit_length
+
+SR = 8000
+SATB = ["soprano", "alto", "tenor", "bass"]
+
+
+def test_track_load_reads_the_requested_frames(chorale_root: Path) -> None:
+    track = MusdbIndex(chorale_root, SATB, SR).tracks("train")[0]
+    mixture, targets = track.load(frame_offset=1000, num_frames=500)
+    assert mixture.shape == (2, 500) and targets.shape == (4, 2, 500)
+    ref = sf.read(track.path / "tenor.wav", dtype="float32", always_2d=True)[0].T
+    np.testing.assert_array_equal(targets[2].numpy(), ref[:, 1000:1500])
+    # Reading past the end returns what is there (the datasets pad).
+    assert track.load(frame_offset=SR - 100, num_frames=500)[0].shape == (2, 100)
+
+
+def test_track_stems_and_their_files(chorale_root: Path) -> None:
+    track = MusdbIndex(chorale_root, SATB, SR).tracks("test")[0]
+    assert track.stems == ("mixture", *SATB)
+    assert track.stem_path("alto") == track.path / "alto.wav"
+    np.testing.assert_array_equal(track.load_stem("alto").numpy(), track.load()[1][1].numpy())
+    with pytest.raises(ValueError, match="has no 'piano'"):
+        track.stem_path("piano")
+
+
+def test_audio_file_is_a_track_whose_only_stem_is_the_mixture(tmp_path: Path) -> None:
+    path = tmp_path / "x.flac"
+    audio = np.stack([np.linspace(-0.5, 0.5, 1000), np.zeros(1000)])
+    sf.write(path, audio.T, 22050)
+    track = AudioFile("x.flac", "train", path, 22050, 1000, 2)
+    assert track.stems == ("mixture",) and track.stem_path() == path and track.sources == ()
+    loaded = track.load_stem()
+    assert loaded.shape == (2, 1000) and float(loaded[0, -1]) == pytest.approx(0.5, abs=1e-4)
+    assert track.load_stem("mixture", frame_offset=900).shape == (2, 100)
+    with pytest.raises(ValueError, match="single audio file"):
+        track.load_stem("vocals")
+    path.unlink()
+    with pytest.raises(AudioFileError, match="x.flac"):
+        track.load_stem()
+
+
+def test_fit_length_trims_and_pads() -> None:
+    import torch
+
+    x = torch.ones(2, 5)
+    assert fit_length(x, 3).shape == (2, 3)
+    padded = fit_length(x, 7)
+    assert padded.shape == (2, 7) and float(padded[:, 5:].abs().max()) == 0.0
+    assert fit_length(x, 5) is x
