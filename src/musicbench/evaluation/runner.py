@@ -23,6 +23,7 @@ from musicbench.evaluation.results import (
     write_scores_csv,
     write_summary,
 )
+from musicbench.evaluation.systems import BEST_OF_K, DIVERSITY, MODEL, sample_names
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.progress import progress_bar
 
@@ -33,7 +34,6 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | Mapping[str, torc
 # models that produce several estimates per track (e.g. K restorations of a stochastic model, seeded by the
 # track name, plus their mean).
 EstimateFn = Callable[[torch.Tensor, str], torch.Tensor | Mapping[str, torch.Tensor]]
-SAMPLE_PREFIX = "sample_"
 # Baselines that use the model's input as the estimate of every source: "mixture" for separation, "input" for
 # restoration (where the input is the degraded audio, e.g. the MP3 decode). Only the name differs.
 INPUT_BASELINES = ("mixture", "input")
@@ -194,7 +194,7 @@ class SeparationEvaluator:
         t0 = time.perf_counter()
         mixture, targets = track.load()
         estimates = estimate_fn(mixture, track.name)
-        systems = dict(estimates) if isinstance(estimates, Mapping) else {"model": estimates}
+        systems = dict(estimates) if isinstance(estimates, Mapping) else {MODEL: estimates}
         for system, est in systems.items():
             if est.shape != targets.shape:
                 raise ValueError(
@@ -220,13 +220,13 @@ class SeparationEvaluator:
             if frames:
                 result["frames"][system] = frames
             result["notes"] += [f"{track.name}/{system}/{n}" for n in notes]
-        samples = [k for k in systems if k.startswith(SAMPLE_PREFIX)]
+        samples = sample_names(systems)
         if len(samples) >= 2:
-            result["scores"]["best_of_k"] = best_of(
+            result["scores"][BEST_OF_K] = best_of(
                 [result["scores"][k] for k in samples], self.lower_is_better
             )
             if self.diversity:
-                result["scores"]["diversity"] = self._pairwise(
+                result["scores"][DIVERSITY] = self._pairwise(
                     [systems[k].to(targets.dtype) for k in samples], track.sources
                 )
         result["wall_time_s"] = round(time.perf_counter() - t0, 3)

@@ -35,13 +35,10 @@ def evaluate_separator(
     if not tracks:
         raise ValueError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
 
-    def estimate(mixture: torch.Tensor, name: str) -> torch.Tensor | dict[str, torch.Tensor]:
+    def estimate(mixture: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
-            # Stochastic models score several seeded estimates per track (see EstimateFn).
-            if hasattr(model, "estimate_systems"):
-                systems = model.estimate_systems(mixture.to(device), name)
-                return {k: v.float().cpu() for k, v in systems.items()}
-            return model.separate(mixture.unsqueeze(0).to(device))[0].float().cpu()
+            systems = model.estimate_systems(mixture.to(device), name)
+            return {k: v.float().cpu() for k, v in systems.items()}
 
     digest = digest_of(model_id, sorted(evaluator.metrics), evaluator.baselines, split)
     meta = {"split": split, **(meta or {})}
