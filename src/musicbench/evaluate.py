@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from musicbench.callbacks import CONFIG_KEY
+from musicbench.evaluation.model import evaluate_model
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import parse_shard
-from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR, set_threads
 from musicbench.utils.files import sha256_file
 
@@ -101,7 +101,7 @@ def evaluate(
     # Every datamodule names its dataset root (MP3 pairs: the root of their clean source).
     data_root = str(datamodule.root)
     log.info("evaluating %s on %s/%s%s", ckpt, data_root, cfg.split, f" (shard {shard})" if shard else "")
-    summary = evaluate_separator(
+    summary = evaluate_model(
         model,
         datamodule,
         evaluator,

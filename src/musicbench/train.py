@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from musicbench.callbacks import ConfigInCheckpoint
+from musicbench.evaluation.model import evaluate_model
 from musicbench.evaluation.report import print_summary
-from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR, set_threads, to_container
 from musicbench.utils.files import sha256_file, write_text_atomic
 from musicbench.utils.instantiate import instantiate_dict, resolve_resume_checkpoint
@@ -82,7 +82,7 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
         log.warning("no best checkpoint found: testing the in-memory weights")
     evaluator = hydra.utils.instantiate(cfg.evaluator)
     datamodule.setup("test")
-    summary = evaluate_separator(
+    summary = evaluate_model(
         model,
         datamodule,
         evaluator,
@@ -103,7 +103,7 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
 
 
 def _config_digest(cfg: DictConfig) -> str:
-    from musicbench.evaluation.runner import digest_of
+    from musicbench.utils.provenance import digest_of
 
     return digest_of({k: v for k, v in to_container(cfg).items() if k not in ("paths", "hydra")})
 

@@ -1,4 +1,4 @@
-"""Evaluate a separation model on a datamodule split with the evaluation runner."""
+"""Evaluate a model (separator or restorer) on a datamodule split with the evaluation runner."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from typing import Any
 
 import torch
 
-from musicbench.evaluation.runner import SeparationEvaluator, digest_of
+from musicbench.evaluation.runner import Evaluator
+from musicbench.models.base import System
+from musicbench.utils.provenance import digest_of
 
 
-def evaluate_separator(
-    model: torch.nn.Module,
+def evaluate_model(
+    model: System,
     datamodule: Any,
-    evaluator: SeparationEvaluator,
+    evaluator: Evaluator,
     out_dir: str | Path,
     split: str = "test",
     model_id: str = "",
@@ -22,7 +24,7 @@ def evaluate_separator(
     shard: tuple[int, int] | None = None,
     merge: bool = False,
 ) -> dict[str, Any]:
-    """Separate every track of ``split`` with ``model.separate`` and score it.
+    """Estimate every track of ``split`` with ``model.estimate_systems`` and score each system.
 
     ``model_id`` (e.g. the checkpoint's sha256) enters the results digest: results of another model in
     the same folder are recomputed, results of this one are reused (resume). ``shard=(k, n)`` evaluates
@@ -40,7 +42,9 @@ def evaluate_separator(
             systems = model.estimate_systems(mixture.to(device), name)
             return {k: v.float().cpu() for k, v in systems.items()}
 
-    digest = digest_of(model_id, sorted(evaluator.metrics), evaluator.baselines, split)
+    # The baseline enters as a list, the form of the results already on disk (same digest, reused).
+    baselines = [evaluator.input_baseline] if evaluator.input_baseline is not None else []
+    digest = digest_of(model_id, sorted(evaluator.metrics), baselines, split)
     meta = {"split": split, **(meta or {})}
     if merge:
         return evaluator.merge(tracks, out_dir, digest=digest, meta=meta)
