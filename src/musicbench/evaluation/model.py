@@ -1,15 +1,21 @@
-"""Evaluate a model (separator or restorer) on a datamodule split with the evaluation runner."""
+"""Evaluate a model (separator or restorer) on a datamodule split with the evaluation runner, and the
+test stage that ``mb-train`` and ``mb-eval`` share."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import Evaluator
 from musicbench.models.base import System
+from musicbench.utils.files import sha256_file
 from musicbench.utils.provenance import digest_of
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_model(
@@ -53,4 +59,60 @@ def evaluate_model(
         from musicbench.evaluation.excerpts import save_excerpts
 
         save_excerpts(model, tracks, out_dir, evaluator.excerpts, evaluator.excerpt_seconds)
+    return summary
+
+
+def run_test(
+    model: System,
+    datamodule: Any,
+    evaluator: Evaluator,
+    out_dir: str | Path,
+    *,
+    checkpoint: Path | None,
+    model_target: str,
+    run_name: str,
+    split: str = "test",
+    in_memory_id: str = "in-memory",
+    config_digest: str | None = None,
+    shard: tuple[int, int] | None = None,
+    merge: bool = False,
+) -> dict[str, Any]:
+    """The test stage: evaluate the model's weights from ``checkpoint`` on ``split``, print the table.
+
+    Results are keyed by the checkpoint's sha256 (``in_memory_id`` for weights that are in no file).
+    ``summary.json`` names the model class (``model_target``), the data root, the checkpoint, the
+    training run's ``name`` and, from ``mb-train``, the digest of its config. ``shard``/``merge``: see
+    :func:`evaluate_model`. Returns the summary.
+    """
+    data_root = str(datamodule.root)  # every datamodule names its root (MP3 pairs: of their clean source)
+    log.info(
+        "evaluating %s on %s/%s%s",
+        checkpoint or "the in-memory weights",
+        data_root,
+        split,
+        f" (shard {shard[0]}/{shard[1]})" if shard else "",
+    )
+    meta: dict[str, Any] = {
+        "model": model_target,
+        "data": data_root,
+        "checkpoint": str(checkpoint) if checkpoint else "",
+    }
+    if config_digest is not None:
+        meta["config_digest"] = config_digest
+    meta["name"] = run_name
+    summary = evaluate_model(
+        model,
+        datamodule,
+        evaluator,
+        out_dir,
+        split=split,
+        model_id=sha256_file(checkpoint) if checkpoint else in_memory_id,
+        meta=meta,
+        shard=shard,
+        merge=merge,
+    )
+    print_summary(summary)
+    if shard:
+        log.info("shard %d/%d done; when all shards are: mb-eval ... merge=true", *shard)
+    log.info("results written to %s", out_dir)
     return summary

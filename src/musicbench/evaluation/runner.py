@@ -179,7 +179,7 @@ class Evaluator:
         if missing:
             raise ValueError(
                 f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model "
-                f"and settings: {', '.join(missing)}. Run the missing shards (evaluation.shard=K/N) first."
+                f"and settings: {', '.join(missing)}. Run the missing shards (shard=K/N) first."
             )
         results = [done[t.name] for t in tracks]
         write_scores_csv(results, out_dir / "scores.csv")
@@ -279,7 +279,7 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(spec).split("/"))
     except ValueError:
-        raise ValueError(f"evaluation.shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
+        raise ValueError(f"shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
     select_shard([], k, n)  # validates the range
     return k, n
 
