@@ -15,7 +15,7 @@ from torch import nn
 from musicbench.audio.stft import Stft
 from musicbench.metrics.restoration import log_spectral_distance
 from musicbench.metrics.sdr import global_sdr
-from musicbench.models.base import OptimizerFactory, SchedulerFactory, System
+from musicbench.models.base import System
 
 
 class RestorationModule(System):
@@ -24,25 +24,16 @@ class RestorationModule(System):
     Args:
         loss: ``loss(estimate, reference)`` on waveforms ``(B, C, T)`` -> scalar (e.g. ``torch.nn.L1Loss``,
             :class:`~musicbench.models.losses.MultiResolutionStftLoss`).
-        optimizer: partial optimizer (``None`` for parameter-free restorers); see :class:`System`.
-        scheduler, chunk_seconds, context_seconds, crossfade_seconds: as :class:`System`.
-        sample_rate: Hz (inference settings are in seconds; validation LSD needs it).
+        **kwargs: :class:`~musicbench.models.base.System` arguments: ``optimizer`` (``None`` for
+            parameter-free restorers), ``scheduler``, ``sample_rate`` (Hz; the validation LSD needs it too)
+            and the inference settings in seconds.
 
     Logs ``train/loss``, ``val/loss``, ``val/sdr`` (global SDR of the restored audio, the checkpoint metric)
     and ``val/lsd`` (log-spectral distance, dB).
     """
 
-    def __init__(
-        self,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
-        sample_rate: int = 44100,
-        chunk_seconds: float = 30.0,
-        context_seconds: float = 3.0,
-        crossfade_seconds: float = 1.0,
-    ) -> None:
-        super().__init__(optimizer, scheduler, sample_rate, chunk_seconds, context_seconds, crossfade_seconds)
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs) -> None:
+        super().__init__(**kwargs)
         self.loss = loss
 
     # --- model -------------------------------------------------------------------------------------
