@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from musicbench.utils.config import CONFIG_DIR
+from musicbench.utils.config import CONFIG_DIR, _signature
 from musicbench.utils.instantiate import instantiate_dict
 
 GROUPS = [
@@ -76,9 +76,26 @@ def test_option_composes_and_instantiates(group, option, tmp_path, tiny_chorales
 
 
 def test_eval_config_composes(tmp_path, tiny_chorales_root):
-    cfg = _compose("eval", ["ckpt_path=x.ckpt"], tmp_path, tiny_chorales_root)
+    chosen = [
+        "data=chorales",
+        "evaluator=separation",
+        "data_from_checkpoint=false",
+        "evaluator_from_checkpoint=false",
+    ]
+    cfg = _compose("eval", ["ckpt_path=x.ckpt", *chosen], tmp_path, tiny_chorales_root)
     assert cfg.split == "test" and hydra.utils.instantiate(cfg.evaluator).metrics
-    assert "ckpt_path" not in cfg.hydra.job.config.override_dirname.exclude_keys
+    # The checkpoint is part of an evaluation's run folder (not of a training's: it resumes there).
+    other = _compose("eval", ["ckpt_path=y.ckpt", *chosen], tmp_path, tiny_chorales_root)
+    assert Path(cfg.hydra.run.dir).name != Path(other.hydra.run.dir).name
+    trains = [_compose("train", [f"ckpt_path={c}"], tmp_path, tiny_chorales_root) for c in ("x", "y")]
+    assert trains[0].hydra.run.dir == trains[1].hydra.run.dir
+    # Nothing but the checkpoint by default: the switches take data and evaluator from it.
+    bare = _compose("eval", ["ckpt_path=x.ckpt"], tmp_path, tiny_chorales_root)
+    assert "data" not in bare and "evaluator" not in bare
+    assert bare.data_from_checkpoint and bare.evaluator_from_checkpoint
+    # The hash is that of the override lines with the checkpoint in the place Hydra's sort gives it.
+    lines = sorted(["ckpt_path=x.ckpt", bare.hydra.job.override_dirname])
+    assert Path(bare.hydra.run.dir).name == _signature(",".join(lines))
 
 
 @pytest.mark.gpu
@@ -97,8 +114,20 @@ def test_run_folder_is_deterministic_and_distinct(tmp_path, tiny_chorales_root):
         return Path(cfg.hydra.run.dir)
 
     # The compose API leaves override_dirname empty; check the resolver on Hydra's override strings.
-    from musicbench.utils.config import _signature
-
     assert _signature("model.optimizer.lr=0.1") == _signature("model.optimizer.lr=0.1")
     assert _signature("model.optimizer.lr=0.1") != _signature("model.optimizer.lr=0.2")
     assert run_dir().parts[-3:-1] == ("train", "default")
+
+
+@pytest.mark.parametrize(
+    "preset,filename,mode",
+    [
+        ("chorales_unet", "epoch{epoch:03d}-sdr{val/sdr:.2f}", "max"),
+        ("restore_gan_mp3_32k", "epoch{epoch:03d}-lsd{val/lsd:.2f}", "min"),
+    ],
+)
+def test_checkpointing_follows_the_optimized_metric(preset, filename, mode, tmp_path, tiny_chorales_root):
+    cfg = _compose("train", [f"experiment={preset}"], tmp_path, tiny_chorales_root)
+    checkpoint = cfg.callbacks.model_checkpoint
+    assert checkpoint.monitor == cfg.optimized_metric and checkpoint.mode == mode == cfg.optimized_mode
+    assert checkpoint.filename == filename

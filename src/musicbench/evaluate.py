@@ -1,87 +1,51 @@
-"""``mb-eval ckpt_path=...``: rebuild a model from its checkpoint, separate a split and score it."""
+"""``mb-eval ckpt_path=...``: rebuild a model from its checkpoint, evaluate it on a split and score it."""
 
 from __future__ import annotations
 
+import copy
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from musicbench.callbacks import CONFIG_KEY
-from musicbench.evaluation.report import print_summary
+from musicbench.checkpoints import find_checkpoint, load_checkpoint
+from musicbench.evaluation.model import run_test
 from musicbench.evaluation.runner import parse_shard
-from musicbench.evaluation.separate import evaluate_separator
 from musicbench.utils.config import CONFIG_DIR, set_threads
-from musicbench.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder whose best checkpoint (else ``last.ckpt``) is returned."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        best = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")
-        if best:
-            return max(best, key=lambda p: p.stat().st_mtime)
-        if (ckpt_dir / "last.ckpt").is_file():
-            return ckpt_dir / "last.ckpt"
-        raise FileNotFoundError(
-            f"no .ckpt file in {ckpt_dir}: pass ckpt_path=<file.ckpt> or a training run folder"
-        )
-    raise FileNotFoundError(f"ckpt_path={path}: no such file or run folder")
+def component_config(cfg: DictConfig, stored: DictConfig, group: str) -> DictConfig:
+    """The ``data`` or ``evaluator`` config of an evaluation (``group``), as ``<group>_from_checkpoint`` says.
 
-
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
-    """Load a checkpoint (on CPU) and the run config stored in it."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if CONFIG_KEY not in state:
+    ``true``: the training run's (``stored``, from the checkpoint) with the keys of ``cfg.<group>`` set on
+    top (``+evaluator.progress=false`` on the command line); ``false``: ``cfg.<group>`` as composed
+    (``data=musdb``, ``evaluator=global_sdr``). Raises ``ValueError`` saying which switch is missing when
+    the two disagree.
+    """
+    given = cfg.get(group)
+    switch = f"{group}_from_checkpoint"
+    if cfg[switch]:
+        if given is not None and "_target_" in given:
+            raise ValueError(
+                f"{group}=... chooses a {group} config, but {switch}=true takes the checkpoint's: add "
+                f"{switch}=false to use the chosen one (or set single keys with +{group}.key=value)"
+            )
+        if group not in stored:
+            raise ValueError(f"the checkpoint stores no {group} config: pass {group}=... {switch}=false")
+        keys = OmegaConf.to_container(given, resolve=True) if given is not None else {}
+        return OmegaConf.merge(stored[group], keys)
+    if given is None or "_target_" not in given:
         raise ValueError(
-            f"{path} holds no '{CONFIG_KEY}': not a checkpoint written by mb-train "
-            "(it stores the run config so the model can be rebuilt)"
+            f"{switch}=false needs {group}=<option> on the command line (options: conf/{group}/)"
         )
-    return state, OmegaConf.create(state[CONFIG_KEY])
+    return given
 
 
-def _task_overrides() -> list[str]:
-    """The command line's overrides (none outside ``@hydra.main``, e.g. the compose API in tests)."""
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
-def _overridden(group: str) -> bool:
-    """Whether ``group=...`` or ``group.key=...`` was given on the command line."""
-    return any(o.lstrip("+~").startswith((f"{group}=", f"{group}.")) for o in _task_overrides())
-
-
-def _data_overridden() -> bool:
-    return _overridden("data")
-
-
-def _evaluator_config(cfg: DictConfig, stored: DictConfig) -> DictConfig:
-    """The training run's evaluator with the command line's ``evaluator.key=value`` overrides applied, or
-    ``cfg.evaluator`` when ``evaluator=...`` chooses another one (or the checkpoint stores none)."""
-    overrides = _task_overrides()
-    if "evaluator" not in stored or any(o.lstrip("+~").startswith("evaluator=") for o in overrides):
-        return cfg.evaluator
-    keys = [o.lstrip("+")[len("evaluator.") :] for o in overrides if o.lstrip("+").startswith("evaluator.")]
-    base = OmegaConf.create(OmegaConf.to_container(stored.evaluator, resolve=True))
-    return OmegaConf.merge(base, OmegaConf.from_dotlist(keys))
-
-
-def evaluate(
-    cfg: DictConfig, data_from_checkpoint: bool | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns ``(summary, objects)``."""
     pl.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
@@ -89,39 +53,24 @@ def evaluate(
     state, stored = load_checkpoint(ckpt)
     model = hydra.utils.instantiate(stored.model)
     model.load_state_dict(state["state_dict"])
-    if data_from_checkpoint is None:
-        data_from_checkpoint = not _data_overridden()
-    data_cfg = stored.data if data_from_checkpoint else cfg.data
-    datamodule = hydra.utils.instantiate(data_cfg)
-    # The evaluator of the training run (e.g. restoration metrics with the codec's cut-off) unless the
-    # command line chooses another.
-    evaluator = hydra.utils.instantiate(_evaluator_config(cfg, stored))
-    shard = parse_shard(cfg.evaluation.shard)
-    merge = bool(cfg.evaluation.merge)
-    # Every datamodule names its dataset root (MP3 pairs: the root of their clean source).
-    data_root = str(datamodule.root)
-    log.info("evaluating %s on %s/%s%s", ckpt, data_root, cfg.split, f" (shard {shard})" if shard else "")
-    summary = evaluate_separator(
+    run_cfg = copy.deepcopy(cfg)
+    with open_dict(run_cfg):
+        # The evaluator's ${data.*} interpolations then refer to the data that is evaluated.
+        run_cfg.data = component_config(cfg, stored, "data")
+        run_cfg.evaluator = component_config(run_cfg, stored, "evaluator")
+    datamodule = hydra.utils.instantiate(run_cfg.data)
+    summary = run_test(
         model,
         datamodule,
-        evaluator,
+        hydra.utils.instantiate(run_cfg.evaluator),
         cfg.paths.output_dir,
+        checkpoint=ckpt,
+        model_target=stored.model._target_,
+        run_name=stored.get("name", ""),
         split=cfg.split,
-        model_id=sha256_file(ckpt),
-        meta={
-            "model": stored.model._target_,
-            "data": data_root,
-            "checkpoint": str(ckpt),
-            "name": stored.get("name", ""),
-        },
-        shard=shard,
-        merge=merge,
+        shard=parse_shard(cfg.shard),
+        merge=bool(cfg.merge),
     )
-    print_summary(summary)
-    if shard:
-        log.info(
-            "shard %s done; when all shards are: mb-eval ... evaluation.merge=true", cfg.evaluation.shard
-        )
     return summary, {"model": model, "datamodule": datamodule, "checkpoint": ckpt}
 
 

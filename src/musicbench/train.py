@@ -10,12 +10,12 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from musicbench.callbacks import ConfigInCheckpoint
-from musicbench.evaluation.report import print_summary
-from musicbench.evaluation.separate import evaluate_separator
+from musicbench.checkpoints import ConfigInCheckpoint, best_checkpoint, load_checkpoint, resume_checkpoint
+from musicbench.evaluation.model import run_test
 from musicbench.utils.config import CONFIG_DIR, set_threads, to_container
-from musicbench.utils.files import sha256_file, write_text_atomic
-from musicbench.utils.instantiate import instantiate_dict, resolve_resume_checkpoint
+from musicbench.utils.files import write_text_atomic
+from musicbench.utils.instantiate import instantiate_dict
+from musicbench.utils.provenance import digest_of
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +33,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
-    for cb in callbacks:
-        if isinstance(cb, ConfigInCheckpoint):
-            cb.config = resolved
+    # Not a config option: mb-eval rebuilds the model from the config inside the checkpoint.
+    callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(resolved)]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume_checkpoint(cfg.ckpt_path, out_dir))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.ckpt_path, out_dir))
         _warn_if_time_capped(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.get("test") and not trainer.fast_dev_run:
@@ -68,43 +66,29 @@ def _warn_if_time_capped(trainer: pl.Trainer) -> None:
 
 
 def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: pl.Trainer, out_dir: Path):
-    """The test stage: reload the best checkpoint (else last/current weights) and run the evaluator."""
-    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
-    if ckpt and Path(ckpt).is_file():
-        import torch
-
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        model_id = sha256_file(ckpt)
+    """The test stage: reload the best checkpoint (else keep the in-memory weights) and run the evaluator."""
+    ckpt = best_checkpoint(trainer)
+    if ckpt is not None:
+        model.load_state_dict(load_checkpoint(ckpt)[0]["state_dict"])
         log.info("testing best checkpoint %s", ckpt)
     else:
-        model_id = "in-memory-" + str(trainer.global_step)
         log.warning("no best checkpoint found: testing the in-memory weights")
-    evaluator = hydra.utils.instantiate(cfg.evaluator)
     datamodule.setup("test")
-    summary = evaluate_separator(
+    return run_test(
         model,
         datamodule,
-        evaluator,
+        hydra.utils.instantiate(cfg.evaluator),
         out_dir,
-        split="test",
-        model_id=model_id,
-        meta={
-            "model": cfg.model._target_,
-            "data": str(datamodule.root),
-            "checkpoint": ckpt,
-            "config_digest": _config_digest(cfg),
-            "name": cfg.name,
-        },
+        checkpoint=ckpt,
+        model_target=cfg.model._target_,
+        run_name=cfg.name,
+        in_memory_id=f"in-memory-{trainer.global_step}",
+        config_digest=_config_digest(cfg),
     )
-    print_summary(summary)
-    log.info("results written to %s", out_dir)
-    return summary
 
 
 def _config_digest(cfg: DictConfig) -> str:
-    from musicbench.evaluation.runner import digest_of
-
+    """Digest of the experiment's config: everything but where files are (``paths``) and Hydra's own."""
     return digest_of({k: v for k, v in to_container(cfg).items() if k not in ("paths", "hydra")})
 
 

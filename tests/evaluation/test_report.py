@@ -7,6 +7,7 @@ def test_table_shows_model_baseline_and_improvement():
     summary = {
         "num_tracks": 2,
         "split": "test",
+        "input_baseline": "mixture",
         "systems": {
             "model": {"median": {"a": {"global_sdr": 5.0}, "b": {"global_sdr": 3.0}}},
             "mixture": {"median": {"a": {"global_sdr": -4.0}, "b": {"global_sdr": -6.0}}},
@@ -24,6 +25,7 @@ def test_table_uses_the_input_baseline_of_restoration():
     summary = {
         "num_tracks": 1,
         "split": "test",
+        "input_baseline": "input",
         "systems": {
             "model": {"median": {"clean": {"snr": 12.5, "lsd": 3.0}}},
             "input": {"median": {"clean": {"snr": 10.0, "lsd": 5.0}}},

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from musicbench.evaluation.results import aggregate, track_value
-from musicbench.evaluation.runner import SeparationEvaluator
+from musicbench.evaluation.runner import Evaluator
 from musicbench.metrics.sdr import global_sdr, snr
 
 
@@ -38,7 +37,7 @@ def _noisy_estimate(noise):
 
 
 def _evaluator(progress=False):
-    return SeparationEvaluator({"global_sdr": global_sdr, "snr": snr}, progress=progress)
+    return Evaluator({"global_sdr": global_sdr, "snr": snr}, progress=progress)
 
 
 def test_writes_schema_and_mixture_baseline(tmp_path):
@@ -101,27 +100,18 @@ def test_shape_mismatch_names_the_track(tmp_path):
         _evaluator().evaluate([FakeTrack("t1", 1)], lambda m, name: m.unsqueeze(0), tmp_path, digest="x")
 
 
-def test_track_value_is_median_over_finite_frames_and_aggregate_counts():
-    assert track_value([1.0, float("nan"), 3.0, 10.0]) == 3.0
-    assert math.isnan(track_value([float("nan")]))
-    agg = aggregate([{"scores": {"m": {"s": {"sdr": v}}}} for v in (1.0, 2.0, 9.0, float("nan"))])
-    assert agg["m"]["median"]["s"]["sdr"] == 2.0
-    assert agg["m"]["mean"]["s"]["sdr"] == 4.0
-    assert agg["m"]["num_tracks"]["s"]["sdr"] == 3
-
-
 def test_evaluator_rejects_bad_settings():
-    with pytest.raises(ValueError, match="unknown baselines"):
-        SeparationEvaluator({"snr": snr}, baselines=["oracle"])
+    with pytest.raises(ValueError, match="input_baseline='model' is not free"):
+        Evaluator({"snr": snr}, input_baseline="model")
     with pytest.raises(ValueError, match="empty"):
-        SeparationEvaluator({})
+        Evaluator({})
 
 
 def test_a_metric_that_raises_gives_nan_with_the_reason(tmp_path):
     def picky(reference, estimate):
         raise ValueError("reference source 1 is silent over the whole track")
 
-    ev = SeparationEvaluator({"global_sdr": global_sdr, "picky": picky}, progress=False)
+    ev = Evaluator({"global_sdr": global_sdr, "picky": picky}, progress=False)
     ev.evaluate([FakeTrack("t1", 1)], _noisy_estimate(0.1), tmp_path, digest="x")
     res = json.loads((tmp_path / "results" / "t1.json").read_text())
     assert math.isnan(res["scores"]["model"]["a"]["picky"])
@@ -131,13 +121,18 @@ def test_a_metric_that_raises_gives_nan_with_the_reason(tmp_path):
 
 def test_input_baseline_is_the_mixture_under_another_name(tmp_path):
     tracks = [FakeTrack("t1", 1), FakeTrack("t2", 2)]
-    ev = SeparationEvaluator({"global_sdr": global_sdr, "snr": snr}, baselines=["input"], progress=False)
+    ev = Evaluator({"global_sdr": global_sdr, "snr": snr}, input_baseline="input", progress=False)
     summary = ev.evaluate(tracks, _noisy_estimate(0.1), tmp_path / "in", digest="d")
     ref = _evaluator().evaluate(tracks, _noisy_estimate(0.1), tmp_path / "mix", digest="d")
     assert set(summary["systems"]) == {"model", "input"}
     assert summary["systems"]["input"]["median"] == ref["systems"]["mixture"]["median"]
-    with pytest.raises(ValueError, match=r"available: \['mixture', 'input'\]"):
-        SeparationEvaluator({"snr": snr}, baselines=["mp3"])
+    assert summary["input_baseline"] == "input" and ref["input_baseline"] == "mixture"
+    with pytest.raises(ValueError, match="sample_<k> name the model's systems"):
+        Evaluator({"snr": snr}, input_baseline="sample_3")
+    none = Evaluator({"snr": snr}, input_baseline=None, progress=False)
+    assert set(none.evaluate(tracks, _noisy_estimate(0.1), tmp_path / "none", digest="d")["systems"]) == {
+        "model"
+    }
 
 
 def test_stochastic_systems_best_of_k_and_diversity(tmp_path):
@@ -148,7 +143,7 @@ def test_stochastic_systems_best_of_k_and_diversity(tmp_path):
         out["mean"] = torch.stack(list(out.values())).mean(0)
         return out
 
-    ev = SeparationEvaluator(
+    ev = Evaluator(
         {"snr": snr, "neg": lambda r, e: -snr(r, e)}, lower_is_better=["neg"], diversity={"snr": snr},
         progress=False,
     )  # fmt: skip

@@ -56,11 +56,13 @@ def _evaluate(out_dir, root, ckpt, *overrides):
                 f"ckpt_path={ckpt}",
                 f"paths.output_dir={out_dir}",
                 f"paths.chorales_root={root}",
-                "evaluator.progress=false",
+                "data=chorales",
+                "data_from_checkpoint=false",
+                "+evaluator.progress=false",
                 *overrides,
             ],
         )
-    return evaluate(cfg, data_from_checkpoint=False)[0]
+    return evaluate(cfg)[0]
 
 
 def _results(run_dir):
@@ -82,7 +84,8 @@ def test_kill_9_then_rerun_equals_uninterrupted(setup, tmp_path):
         f"ckpt_path={ckpt}",
         f"paths.chorales_root={root}",
         "data=chorales",
-        "evaluator.progress=false",
+        "data_from_checkpoint=false",
+        "+evaluator.progress=false",
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -112,14 +115,14 @@ def test_shards_then_merge_equals_uninterrupted(setup, tmp_path):
     root, ckpt = setup
     reference = _evaluate(tmp_path / "ref", root, ckpt)
     shared = tmp_path / "sharded"
-    first = _evaluate(shared, root, ckpt, "evaluation.shard=0/2")
+    first = _evaluate(shared, root, ckpt, "shard=0/2")
     assert first["num_tracks"] == NUM_TEST // 2 and not (shared / "summary.json").exists()
     with pytest.raises(ValueError, match="3 of 6 tracks have no results") as err:
-        _evaluate(shared, root, ckpt, "evaluation.merge=true")
+        _evaluate(shared, root, ckpt, "merge=true")
     missing = reference["tracks"][1::2]
     assert all(name in str(err.value) for name in missing)
-    _evaluate(shared, root, ckpt, "evaluation.shard=1/2")
-    merged = _evaluate(shared, root, ckpt, "evaluation.merge=true")
+    _evaluate(shared, root, ckpt, "shard=1/2")
+    merged = _evaluate(shared, root, ckpt, "merge=true")
     assert merged["systems"] == reference["systems"] and merged["tracks"] == reference["tracks"]
     assert _results(shared) == _results(tmp_path / "ref")
 

@@ -67,7 +67,7 @@ def test_cli_train_then_eval_restorer(tmp_path, tiny_chorales_root, tiny_mp3_run
         tiny_chorales_root,
         BIN / "mb-eval",
         f"ckpt_path={run}",
-        "evaluator.progress=false",  # the rest of the evaluator (restoration metrics) is the checkpoint's
+        "+evaluator.progress=false",  # the rest of the evaluator (restoration metrics) is the checkpoint's
         capture=True,
     )
     assert "lsd_high" in out.stdout and "input baseline" in out.stdout

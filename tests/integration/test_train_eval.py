@@ -110,7 +110,7 @@ def test_cli_train_then_eval(tmp_path, tiny_chorales_root):
     assert list((tmp_path / "outputs" / "train" / "default").iterdir()) == [run]
 
     out = subprocess.run(
-        [BIN / "mb-eval", f"ckpt_path={run}", *common, "evaluator.progress=false"],
+        [BIN / "mb-eval", f"ckpt_path={run}", *common, "+evaluator.progress=false"],
         check=True,
         env=env,
         cwd=tmp_path,

@@ -130,7 +130,7 @@ class MusdbDataModule(SplitLoaders):
             raise ValueError(
                 f"data.{moved[0]} is now the transform {_MOVED_KEYS[moved[0]]}; this data config predates "
                 "data.augmentations (a checkpoint of an older version?): pass the data config on the command "
-                "line, e.g. `mb-eval ckpt_path=... data=chorales`"
+                "line, e.g. `mb-eval ckpt_path=... data=chorales data_from_checkpoint=false`"
             )
         super().__init__(sample_rate=sample_rate, **loading)
         self.index = MusdbIndex(root, sources, sample_rate, fmt, valid_tracks, config_key="data")

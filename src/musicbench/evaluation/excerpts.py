@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from musicbench.audio.io import write_audio
-from musicbench.evaluation.runner import SAMPLE_PREFIX
+from musicbench.evaluation.systems import MODEL, sample_names
 from musicbench.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,10 @@ log = logging.getLogger(__name__)
 
 def restorations(model: Any, degraded: torch.Tensor, name: str) -> list[torch.Tensor]:
     """``[(C, T), ...]`` restorations of one degraded ``(C, T)`` excerpt: the ``K`` seeded samples of a
-    stochastic model (``estimate_systems``), else the single output of ``separate``."""
+    stochastic model, else its one estimate (``model.estimate_systems``)."""
     with torch.inference_mode():
-        if hasattr(model, "estimate_systems"):
-            systems = model.estimate_systems(degraded, name)
-            count = sum(k.startswith(SAMPLE_PREFIX) for k in systems)
-            return [
-                systems[f"{SAMPLE_PREFIX}{k}"][0].float().cpu() for k in range(count)
-            ]  # sample_10 after _9
-        return [model.separate(degraded.unsqueeze(0))[0, 0].float().cpu()]
+        systems = model.estimate_systems(degraded, name)
+        return [systems[k][0].float().cpu() for k in sample_names(systems) or [MODEL]]
 
 
 def spectrogram_panel(

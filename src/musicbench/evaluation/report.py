@@ -9,19 +9,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from musicbench.evaluation.runner import INPUT_BASELINES
-
 
 def summary_table(summary: Mapping[str, Any], stat: str = "median", title: str | None = None) -> Table:
-    """A per-source table of the evaluated systems' scores; with an input baseline (``"mixture"`` or
-    ``"input"``) each cell also shows the difference to it, ``value (+Δ)`` (dB for SDR-type metrics and the
+    """A per-source table of the evaluated systems' scores; with an input baseline (the summary's
+    ``input_baseline``, e.g. ``"mixture"`` or ``"input"``) each cell also shows the difference to it, ``value (+Δ)`` (dB for SDR-type metrics and the
     LSD). A single ``model`` system has one row per source plus their mean; several systems (e.g. the
     samples, mean, best-of-K and diversity of a stochastic model) get one section each.
     """
     systems = summary["systems"]
-    base_name = next((n for n in INPUT_BASELINES if n in systems), None)
-    base = systems[base_name][stat] if base_name else None
-    shown = [n for n in systems if n not in INPUT_BASELINES]
+    base_name = summary.get("input_baseline")
+    base = systems[base_name][stat] if base_name in systems else None
+    shown = [n for n in systems if n != base_name]
     first = systems[shown[0]][stat]
     sources = list(first)
     metrics = list(dict.fromkeys(m for n in shown for s in sources for m in systems[n][stat].get(s, {})))

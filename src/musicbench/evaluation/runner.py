@@ -6,9 +6,7 @@ evaluation killed at any point resumes where it stopped and ends with the same `
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,8 +21,10 @@ from musicbench.evaluation.results import (
     write_scores_csv,
     write_summary,
 )
+from musicbench.evaluation.systems import BEST_OF_K, DIVERSITY, MODEL, is_model_system, sample_names
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.progress import progress_bar
+from musicbench.utils.provenance import code_version
 
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
 # or a dict of those for metrics that come in families (BSSEval's sdr/isr/sir/sar).
@@ -33,20 +33,19 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | Mapping[str, torc
 # models that produce several estimates per track (e.g. K restorations of a stochastic model, seeded by the
 # track name, plus their mean).
 EstimateFn = Callable[[torch.Tensor, str], torch.Tensor | Mapping[str, torch.Tensor]]
-SAMPLE_PREFIX = "sample_"
-# Baselines that use the model's input as the estimate of every source: "mixture" for separation, "input" for
-# restoration (where the input is the degraded audio, e.g. the MP3 decode). Only the name differs.
-INPUT_BASELINES = ("mixture", "input")
 
 
-class SeparationEvaluator:
-    """Scores separated sources against references, for the model and baseline systems.
+class Evaluator:
+    """Scores a model's estimates of the sources against the references, next to the do-nothing baseline.
+
+    Separation and restoration alike: a restorer's estimate is the one source ``clean``.
 
     Args:
         metrics: ``{name: metric}``; see ``Metric``.
-        baselines: extra systems scored next to the model; ``"mixture"`` uses the input mixture as the
-            estimate of every source (the do-nothing baseline); ``"input"`` is the same under the name that
-            restoration uses (the degraded input, e.g. the MP3 decode).
+        input_baseline: the name of the system that uses the model's input as the estimate of every
+            source, the do-nothing baseline: ``"mixture"`` for separation, ``"input"`` for restoration
+            (the degraded audio, e.g. the MP3 decode); ``None`` scores no baseline. Summaries record it,
+            and reports show every value's difference to it.
         progress: show a progress bar (tracks done / remaining, ETA).
         lower_is_better: metrics where lower is better (e.g. log-spectral distances), for best-of-K.
         diversity: ``{name: metric}`` computed between every pair of a stochastic model's samples
@@ -61,20 +60,22 @@ class SeparationEvaluator:
     def __init__(
         self,
         metrics: Mapping[str, Metric],
-        baselines: Sequence[str] = ("mixture",),
+        input_baseline: str | None = "mixture",
         progress: bool = True,
         lower_is_better: Sequence[str] = (),
         diversity: Mapping[str, Metric] | None = None,
         excerpts: int = 0,
         excerpt_seconds: float = 6.0,
     ) -> None:
-        unknown = set(baselines) - set(INPUT_BASELINES)
-        if unknown:
-            raise ValueError(f"unknown baselines {sorted(unknown)}; available: {list(INPUT_BASELINES)}")
+        if input_baseline is not None and (not input_baseline or is_model_system(input_baseline)):
+            raise ValueError(
+                f"evaluator.input_baseline={input_baseline!r} is not free: model, mean, best_of_k, diversity "
+                "and sample_<k> name the model's systems; use e.g. 'mixture' or 'input' (null: no baseline)"
+            )
         if not metrics:
             raise ValueError("evaluator.metrics is empty: configure at least one metric")
         self.metrics = dict(metrics)
-        self.baselines = list(baselines)
+        self.input_baseline = input_baseline
         self.progress = progress
         self.lower_is_better = set(lower_is_better)
         self.diversity = dict(diversity or {})
@@ -152,6 +153,7 @@ class SeparationEvaluator:
             return aggregate_summary(
                 [done[t.name] for t in mine],
                 digest=digest,
+                input_baseline=self.input_baseline,
                 session_wall_time_s=session,
                 shard=f"{shard[0]}/{shard[1]}",
                 **(meta or {}),
@@ -177,7 +179,7 @@ class SeparationEvaluator:
         if missing:
             raise ValueError(
                 f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model "
-                f"and settings: {', '.join(missing)}. Run the missing shards (evaluation.shard=K/N) first."
+                f"and settings: {', '.join(missing)}. Run the missing shards (shard=K/N) first."
             )
         results = [done[t.name] for t in tracks]
         write_scores_csv(results, out_dir / "scores.csv")
@@ -186,6 +188,7 @@ class SeparationEvaluator:
             results,
             digest=digest,
             code_version=code_version(),
+            input_baseline=self.input_baseline,
             **extra,
             **(meta or {}),
         )
@@ -194,15 +197,15 @@ class SeparationEvaluator:
         t0 = time.perf_counter()
         mixture, targets = track.load()
         estimates = estimate_fn(mixture, track.name)
-        systems = dict(estimates) if isinstance(estimates, Mapping) else {"model": estimates}
+        systems = dict(estimates) if isinstance(estimates, Mapping) else {MODEL: estimates}
         for system, est in systems.items():
             if est.shape != targets.shape:
                 raise ValueError(
                     f"track {track.name}: estimates of {system} have shape {tuple(est.shape)}, "
                     f"references {tuple(targets.shape)}"
                 )
-        for name in self.baselines:  # all baselines are the input, under the configured name
-            systems[name] = mixture.unsqueeze(0).expand_as(targets)
+        if self.input_baseline is not None:
+            systems[self.input_baseline] = mixture.unsqueeze(0).expand_as(targets)
         result: dict[str, Any] = {
             "track": track.name,
             "digest": digest,
@@ -220,13 +223,13 @@ class SeparationEvaluator:
             if frames:
                 result["frames"][system] = frames
             result["notes"] += [f"{track.name}/{system}/{n}" for n in notes]
-        samples = [k for k in systems if k.startswith(SAMPLE_PREFIX)]
+        samples = sample_names(systems)
         if len(samples) >= 2:
-            result["scores"]["best_of_k"] = best_of(
+            result["scores"][BEST_OF_K] = best_of(
                 [result["scores"][k] for k in samples], self.lower_is_better
             )
             if self.diversity:
-                result["scores"]["diversity"] = self._pairwise(
+                result["scores"][DIVERSITY] = self._pairwise(
                     [systems[k].to(targets.dtype) for k in samples], track.sources
                 )
         result["wall_time_s"] = round(time.perf_counter() - t0, 3)
@@ -276,7 +279,7 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(spec).split("/"))
     except ValueError:
-        raise ValueError(f"evaluation.shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
+        raise ValueError(f"shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
     select_shard([], k, n)  # validates the range
     return k, n
 
@@ -302,29 +305,3 @@ def _explain_nonfinite(scores, reference, estimate, sources, skip=frozenset()) -
 
 def _safe(name: str) -> str:
     return name.replace("/", "_").replace("\\", "_")
-
-
-def code_version() -> str:
-    """``git describe`` of the checkout the code runs from, else the package version."""
-    import musicbench
-
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-            check=True,
-        )
-        return f"{musicbench.__version__}+{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        return musicbench.__version__
-
-
-def digest_of(*parts: Any) -> str:
-    """A short stable digest of JSON-serialisable parts (config, checkpoint hash...)."""
-    import hashlib
-
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

@@ -9,72 +9,16 @@ restorations; inference draws ``num_samples`` of them per track from a seeded ge
 from __future__ import annotations
 
 import copy
-import zlib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from musicbench.audio.chunking import chunked_apply
 from musicbench.audio.stft import Stft
+from musicbench.evaluation.systems import MEAN, sample_name
+from musicbench.models.base import OptimizerFactory, SchedulerFactory, build_optimizer, track_seed
+from musicbench.models.losses import WassersteinLoss, gradient_penalty
 from musicbench.models.restoration import RestorationModule
-
-# ----------------------------------------------------------------------------------------------------
-# Adversarial losses: ``critic(real_scores, fake_scores)`` and ``generator(fake_scores)`` on patch scores.
-
-
-class WassersteinLoss:
-    """WGAN critic/generator losses (Arjovsky et al. 2017); pair with a gradient penalty (WGAN-GP)."""
-
-    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return fake.mean() - real.mean()
-
-    def generator(self, fake: torch.Tensor) -> torch.Tensor:
-        return -fake.mean()
-
-
-class HingeLoss:
-    """Hinge losses (Lim & Ye 2017; as in SAGAN / BigGAN)."""
-
-    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
-
-    def generator(self, fake: torch.Tensor) -> torch.Tensor:
-        return -fake.mean()
-
-
-class LeastSquaresLoss:
-    """Least-squares GAN losses (Mao et al. 2017): real -> 1, fake -> 0."""
-
-    def critic(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean()
-
-    def generator(self, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * ((fake - 1) ** 2).mean()
-
-
-def gradient_penalty(
-    critic: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]],
-    condition: torch.Tensor,
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """WGAN-GP penalty (Gulrajani et al. 2017): ``E[(||grad_x D(c, x)||_2 - 1)^2]`` at random interpolates
-    ``x = e real + (1 - e) fake``, ``e ~ U(0, 1)`` per example; ``D`` is the mean of the patch scores.
-
-    ``real``/``fake``: ``(B, ...)`` critic inputs; returns a scalar with a graph to the critic's weights.
-    """
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
-    mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
-    scores, _ = critic(condition, mixed)
-    (grad,) = torch.autograd.grad(scores.flatten(1).mean(1).sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-
-
-def track_seed(name: str, base: int = 0) -> int:
-    """A stable 31-bit seed for a track name (CRC32; Python's ``hash`` is salted per process)."""
-    return (zlib.crc32(name.encode("utf-8")) + int(base)) % (2**31 - 1)
 
 
 class AdversarialRestorer(RestorationModule):
@@ -85,7 +29,8 @@ class AdversarialRestorer(RestorationModule):
             ``K`` the representation's channels (e.g. :class:`~musicbench.nets.gan.SpectralGenerator`).
         critic: factory called as ``critic(in_channels=K)`` (e.g. :class:`~musicbench.nets.gan.SpectralCritic`).
         representation: STFT features (``musicbench.audio.representations``), e.g. compressed complex.
-        adversarial: loss object with ``critic(real, fake)`` and ``generator(fake)`` (WGAN, hinge, LS).
+        adversarial: loss object with ``critic(real, fake)`` and ``generator(fake)`` (WGAN, hinge, LS;
+            :mod:`musicbench.models.losses`).
         gradient_penalty_weight: weight of the WGAN-GP penalty (0 disables it).
         reconstruction: optional waveform loss ``loss(estimate, clean)`` for the generator (e.g. the
             multi-resolution STFT loss); ``reconstruction_weight`` scales it.
@@ -117,10 +62,10 @@ class AdversarialRestorer(RestorationModule):
         reconstruction_weight: float = 1.0,
         feature_matching_weight: float = 0.0,
         critic_steps: int = 1,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., object] | None = None,
-        critic_scheduler: Callable[..., object] | None = None,
+        optimizer: OptimizerFactory | None = None,
+        critic_optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        critic_scheduler: SchedulerFactory | None = None,
         ema_decay: float | None = 0.999,
         gradient_clip: float | None = None,
         num_samples: int = 4,
@@ -184,20 +129,10 @@ class AdversarialRestorer(RestorationModule):
         Sample ``k`` draws its noise from a generator seeded with ``seed + k`` (chunks in order), so the
         same seed gives the same restorations.
         """
-        sr, k_total = self.sample_rate, num_samples or self.num_samples
         out = []
-        for k in range(k_total):
+        for k in range(num_samples or self.num_samples):
             gen = torch.Generator(device=degraded.device).manual_seed(int(seed) + k)
-            out.append(
-                chunked_apply(
-                    lambda x, g=gen: self.restore(x, generator=g),
-                    degraded,
-                    chunk=int(self.chunk_seconds * sr),
-                    context=int(self.context_seconds * sr),
-                    crossfade=int(self.crossfade_seconds * sr),
-                    align=self.align,
-                )
-            )
+            out.append(self.chunked(lambda x, g=gen: self.restore(x, generator=g), degraded))
         return torch.stack(out)
 
     @torch.no_grad()
@@ -210,8 +145,8 @@ class AdversarialRestorer(RestorationModule):
         """The evaluation systems of one track: ``sample_k`` for each of the ``K`` restorations and ``mean``
         (their average waveform), each ``(1, C, T)`` for the single source ``clean``; seeded by the name."""
         samples = self.sample(degraded.unsqueeze(0), seed=track_seed(name, self.seed))[:, 0]  # (K, C, T)
-        systems = {f"sample_{k}": s.unsqueeze(0) for k, s in enumerate(samples)}
-        systems["mean"] = samples.mean(0).unsqueeze(0)
+        systems = {sample_name(k): s.unsqueeze(0) for k, s in enumerate(samples)}
+        systems[MEAN] = samples.mean(0).unsqueeze(0)
         return systems
 
     # --- training --------------------------------------------------------------------------------------
@@ -292,11 +227,10 @@ class AdversarialRestorer(RestorationModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None or self.critic_optimizer_factory is None:
             raise ValueError("AdversarialRestorer needs model.optimizer and model.critic_optimizer")
-        opt_g = self.optimizer_factory(params=self.generator.parameters())
-        opt_d = self.critic_optimizer_factory(params=self.critic.parameters())
-        scheds = [
-            factory(optimizer=opt)
-            for factory, opt in ((self.scheduler_factory, opt_g), (self.critic_scheduler_factory, opt_d))
-            if factory is not None
-        ]
-        return [opt_g, opt_d], scheds
+        opt_g, sched_g = build_optimizer(
+            self.optimizer_factory, self.scheduler_factory, self.generator.parameters()
+        )
+        opt_d, sched_d = build_optimizer(
+            self.critic_optimizer_factory, self.critic_scheduler_factory, self.critic.parameters()
+        )
+        return [opt_g, opt_d], [s for s in (sched_g, sched_d) if s is not None]

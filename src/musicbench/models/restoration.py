@@ -2,85 +2,51 @@
 
 Batches are ``(degraded (B, C, T), clean (B, 1, C, T))``: restoration is treated as a separation with one
 source (``"clean"``), so the datamodules, the evaluation runner and ``mb-eval`` are shared with separation.
-:meth:`RestorationModule.separate` is that interface: full tracks in, ``(B, 1, C, T)`` out.
+:meth:`RestorationModule.estimate` is that view of :meth:`RestorationModule.restore`: ``(B, 1, C, T)`` out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from musicbench.audio.chunking import chunked_apply
 from musicbench.audio.stft import Stft
 from musicbench.metrics.restoration import log_spectral_distance
 from musicbench.metrics.sdr import global_sdr
+from musicbench.models.base import System
 
 
-class RestorationModule(pl.LightningModule):
-    """Training, validation and full-track inference shared by restorers; subclasses define :meth:`restore`.
+class RestorationModule(System):
+    """Training and validation shared by restorers; subclasses define :meth:`restore`.
 
     Args:
         loss: ``loss(estimate, reference)`` on waveforms ``(B, C, T)`` -> scalar (e.g. ``torch.nn.L1Loss``,
             :class:`~musicbench.models.losses.MultiResolutionStftLoss`).
-        optimizer: partial optimizer, called with the parameters (``None`` for parameter-free restorers).
-        scheduler: optional partial LR scheduler, called with the optimizer.
-        sample_rate: Hz (inference settings are in seconds; validation LSD needs it).
-        chunk_seconds, context_seconds, crossfade_seconds: full-track inference by overlap-add (seconds).
+        **kwargs: :class:`~musicbench.models.base.System` arguments: ``optimizer`` (``None`` for
+            parameter-free restorers), ``scheduler``, ``sample_rate`` (Hz; the validation LSD needs it too)
+            and the inference settings in seconds.
 
     Logs ``train/loss``, ``val/loss``, ``val/sdr`` (global SDR of the restored audio, the checkpoint metric)
     and ``val/lsd`` (log-spectral distance, dB).
     """
 
-    def __init__(
-        self,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., object] | None = None,
-        sample_rate: int = 44100,
-        chunk_seconds: float = 30.0,
-        context_seconds: float = 3.0,
-        crossfade_seconds: float = 1.0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs) -> None:
+        super().__init__(**kwargs)
         self.loss = loss
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.sample_rate = int(sample_rate)
-        self.chunk_seconds, self.context_seconds, self.crossfade_seconds = (
-            chunk_seconds,
-            context_seconds,
-            crossfade_seconds,
-        )
 
     # --- model -------------------------------------------------------------------------------------
     def restore(self, degraded: torch.Tensor) -> torch.Tensor:
         """Degraded ``(B, C, T)`` -> restored ``(B, C, T)`` in one pass."""
         raise NotImplementedError
 
-    @property
-    def align(self) -> int:
-        """Chunk starts of full-track inference are multiples of this many samples (e.g. the STFT hop)."""
-        return 1
-
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
         return self.restore(degraded)
 
-    @torch.no_grad()
-    def separate(self, degraded: torch.Tensor) -> torch.Tensor:
-        """Restore full tracks ``(B, C, T)`` -> ``(B, 1, C, T)`` (one source, ``"clean"``) by overlap-add of
-        chunks with cross-fades; the interface the evaluation runner calls.
-        """
-        sr = self.sample_rate
-        return chunked_apply(
-            lambda x: self.restore(x).unsqueeze(1),
-            degraded,
-            chunk=int(self.chunk_seconds * sr),
-            context=int(self.context_seconds * sr),
-            crossfade=int(self.crossfade_seconds * sr),
-            align=self.align,
-        )
+    def estimate(self, degraded: torch.Tensor) -> torch.Tensor:
+        """Degraded ``(B, C, T)`` -> ``(B, 1, C, T)``: the restoration as the one source, ``"clean"``."""
+        return self.restore(degraded).unsqueeze(1)
 
     # --- training ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
@@ -98,18 +64,6 @@ class RestorationModule(pl.LightningModule):
         self.log("val/loss", self.loss(est, clean), batch_size=bs)
         self.log("val/sdr", global_sdr(clean, est).float().mean(), prog_bar=True, batch_size=bs)
         self.log("val/lsd", log_spectral_distance(clean, est, self.sample_rate).float().mean(), batch_size=bs)
-
-    def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_factory is None or not params:
-            return None  # Lightning then runs the loop without optimisation (identity baseline)
-        optimizer = self.optimizer_factory(params=params)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)},
-        }
 
 
 class IdentityRestorer(RestorationModule):

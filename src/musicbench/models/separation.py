@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicbench.audio.chunking import chunked_apply
 from musicbench.audio.stft import Stft
 from musicbench.metrics.sdr import global_sdr
+from musicbench.models.base import OptimizerFactory, SchedulerFactory, System
 
 
-class MaskSeparator(pl.LightningModule):
+class MaskSeparator(System):
     """Spectrogram-mask separator: STFT -> one mask per source -> masked magnitude, mixture phase -> iSTFT.
 
     Args:
@@ -29,17 +28,15 @@ class MaskSeparator(pl.LightningModule):
         max_bin: the network sees only bins ``[0, max_bin)`` (Spleeter uses 1024 of 2049: up to ~11 kHz);
             ``None`` uses all bins.
         mask_extension: mask above ``max_bin``: ``"zeros"`` or ``"average"`` (mean mask of each frame).
-        optimizer: partial optimizer, called with the parameters.
-        scheduler: optional partial LR scheduler, called with the optimizer.
-        chunk_seconds, context_seconds, crossfade_seconds: full-track inference settings (seconds).
+        optimizer, scheduler, chunk_seconds, context_seconds, crossfade_seconds: as :class:`System`.
     """
 
     def __init__(
         self,
         net: Callable[..., nn.Module],
         sources: Sequence[str],
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., object] | None = None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         audio_channels: int = 2,
         sample_rate: int = 44100,
         n_fft: int = 4096,
@@ -50,7 +47,7 @@ class MaskSeparator(pl.LightningModule):
         context_seconds: float = 3.0,
         crossfade_seconds: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, sample_rate, chunk_seconds, context_seconds, crossfade_seconds)
         if mask_extension not in ("zeros", "average"):
             raise ValueError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
         num_bins = n_fft // 2 + 1
@@ -58,17 +55,10 @@ class MaskSeparator(pl.LightningModule):
             raise ValueError(f"max_bin must be in (0, {num_bins}] for n_fft={n_fft}, got {max_bin}")
         self.sources = list(sources)
         self.audio_channels = audio_channels
-        self.sample_rate = sample_rate
         self.max_bin = max_bin or num_bins
         self.mask_extension = mask_extension
         self.stft = Stft(n_fft, hop_length)
         self.net = net(in_channels=audio_channels, out_channels=len(self.sources) * audio_channels)
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.chunk_seconds, self.context_seconds, self.crossfade_seconds = (
-            chunk_seconds,
-            context_seconds,
-            crossfade_seconds,
-        )
 
     # --- model -------------------------------------------------------------------------------------
     def masks(self, mag: torch.Tensor) -> torch.Tensor:
@@ -89,18 +79,13 @@ class MaskSeparator(pl.LightningModule):
         est = self.masks(spec.abs()) * spec.unsqueeze(1)  # masked magnitude with the mixture phase
         return self.stft.inverse(est, mixture.shape[-1])
 
-    @torch.no_grad()
-    def separate(self, mixture: torch.Tensor) -> torch.Tensor:
-        """Separate a full track ``(B, C, T)`` -> ``(B, S, C, T)`` by overlap-add of chunks with cross-fades."""
-        sr = self.sample_rate
-        return chunked_apply(
-            self,
-            mixture,
-            chunk=int(self.chunk_seconds * sr),
-            context=int(self.context_seconds * sr),
-            crossfade=int(self.crossfade_seconds * sr),
-            align=self.stft.hop_length * getattr(self.net, "frame_multiple", 1),
-        )
+    def estimate(self, mixture: torch.Tensor) -> torch.Tensor:
+        return self(mixture)
+
+    @property
+    def align(self) -> int:
+        # The U-Net halves the frames at every level: chunks start on its grid of hops.
+        return self.stft.hop_length * getattr(self.net, "frame_multiple", 1)
 
     # --- training ------------------------------------------------------------------------------------
     def _loss(self, mixture: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -122,12 +107,3 @@ class MaskSeparator(pl.LightningModule):
         for i, name in enumerate(self.sources):
             self.log(f"val/sdr/{name}", sdr[:, i].mean(), batch_size=bs)
         self.log("val/sdr", sdr.mean(), prog_bar=True, batch_size=bs)
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)},
-        }

@@ -11,19 +11,31 @@ from omegaconf import DictConfig, OmegaConf
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def _signature(override_dirname: str) -> str:
-    """Short hash of Hydra's override string: the run folder name (``"base"`` when there is none)."""
-    if not override_dirname:
+def _signature(override_dirname: str, *first: str) -> str:
+    """Short hash of Hydra's override string: the run folder name (``"base"`` when there is none).
+
+    ``first``: ``key=value`` lines hashed before the overrides, for a key the exclusion list leaves out
+    but a task's folder depends on (``mb-eval``'s ``ckpt_path``). Hydra sorts the override lines and
+    every ``eval.yaml`` key sorts after ``ckpt_path``, so the string is the one Hydra would build.
+    """
+    lines = [*first, override_dirname] if override_dirname else list(first)
+    if not lines:
         return "base"
-    return hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
+    return hashlib.sha1(",".join(lines).encode()).hexdigest()[:10]
 
 
 def register_resolvers() -> None:
-    """Register ``mb_sig`` and ``mb_abspath`` (idempotent; needed before Hydra composes our configs)."""
-    if not OmegaConf.has_resolver("mb_sig"):
-        OmegaConf.register_new_resolver("mb_sig", _signature)
-    if not OmegaConf.has_resolver("mb_abspath"):
-        OmegaConf.register_new_resolver("mb_abspath", lambda p: str(Path(p).expanduser().resolve()))
+    """Register ``mb_sig``, ``mb_abspath`` and ``mb_basename`` (idempotent; needed before Hydra composes
+    our configs)."""
+    resolvers = {
+        "mb_sig": _signature,
+        "mb_abspath": lambda p: str(Path(p).expanduser().resolve()),
+        # "val/sdr" -> "sdr": a metric's name in checkpoint file names.
+        "mb_basename": lambda p: str(p).rsplit("/", 1)[-1],
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def set_threads(threads: int | None) -> None:

@@ -1,0 +1,42 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from musicbench.utils.config import CONFIG_DIR, _signature, register_resolvers, set_threads, to_container
+
+
+def test_signature_is_a_short_stable_hash_or_base():
+    assert _signature("") == "base"
+    sig = _signature("model.optimizer.lr=0.1")
+    assert sig == _signature("model.optimizer.lr=0.1") != _signature("model.optimizer.lr=0.2")
+    assert len(sig) == 10 and int(sig, 16) >= 0
+
+
+def test_resolvers_are_registered_once_and_resolve(tmp_path):
+    register_resolvers()
+    register_resolvers()  # idempotent
+    cfg = OmegaConf.create({"p": f"${{mb_abspath:{tmp_path}/a/../b}}", "s": "${mb_sig:'x=1'}"})
+    assert cfg.p == str(tmp_path / "b") and cfg.s == _signature("x=1")
+
+
+def test_the_config_dir_holds_the_primary_configs():
+    assert (CONFIG_DIR / "train.yaml").is_file() and (CONFIG_DIR / "eval.yaml").is_file()
+
+
+def test_set_threads_sets_torch_and_rejects_bad_values():
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)  # leaves it
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -2, 1.5, "2"):
+        with pytest.raises(ValueError, match="threads="):
+            set_threads(bad)
+
+
+def test_to_container_resolves_interpolations():
+    cfg = OmegaConf.create({"a": 2, "b": "${a}", "c": {"d": "${b}"}})
+    assert to_container(cfg) == {"a": 2, "b": 2, "c": {"d": 2}}
