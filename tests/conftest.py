@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 TINY_CHORALES = dict(num_tracks=6, max_seconds=4.0, num_test=2, num_valid=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hash_cache(tmp_path_factory):
+    """Cache file hashes in the test session's temporary folder, not in the user's ~/.cache (the CLIs
+    that tests start inherit the variable)."""
+    from musicbench.utils.hashcache import set_cache_dir
+
+    old = os.environ.get("MB_CACHE_DIR")
+    os.environ["MB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    set_cache_dir(None)
+    yield
+    if old is None:
+        os.environ.pop("MB_CACHE_DIR", None)
+    else:
+        os.environ["MB_CACHE_DIR"] = old
+    set_cache_dir(None)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from musicbench.checkpoints import find_checkpoint, load_checkpoint
+from musicbench.data.identity import naming_root_key
 from musicbench.evaluation.model import run_test
 from musicbench.evaluation.runner import parse_shard
-from musicbench.utils.config import CONFIG_DIR, set_threads
+from musicbench.utils.config import CONFIG_DIR, link_data_paths, set_threads
+from musicbench.utils.hashcache import set_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +51,34 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns ``(summary, objects)``."""
     pl.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
+    set_cache_dir(cfg.paths.get("cache_dir"))
     ckpt = find_checkpoint(cfg.ckpt_path)
     state, stored = load_checkpoint(ckpt)
+    stored = OmegaConf.create(link_data_paths(OmegaConf.to_container(stored, resolve=False)))
     model = hydra.utils.instantiate(stored.model)
     model.load_state_dict(state["state_dict"])
     run_cfg = copy.deepcopy(cfg)
     with open_dict(run_cfg):
+        # Dataset roots the command line and the environment leave unset are the training run's
+        # (conf/paths/default.yaml); the stored data config refers to them as ${paths.<key>}.
+        run_cfg.checkpoint_paths = stored.get("paths") or {}
         # The evaluator's ${data.*} interpolations then refer to the data that is evaluated.
-        run_cfg.data = component_config(cfg, stored, "data")
+        run_cfg.data = component_config(run_cfg, stored, "data")
         run_cfg.evaluator = component_config(run_cfg, stored, "evaluator")
     datamodule = hydra.utils.instantiate(run_cfg.data)
-    summary = run_test(
-        model,
-        datamodule,
-        hydra.utils.instantiate(run_cfg.evaluator),
-        cfg.paths.output_dir,
-        checkpoint=ckpt,
-        model_target=stored.model._target_,
-        run_name=stored.get("name", ""),
-        split=cfg.split,
-        shard=parse_shard(cfg.shard),
-        merge=bool(cfg.merge),
-    )
+    with naming_root_key(run_cfg):
+        summary = run_test(
+            model,
+            datamodule,
+            hydra.utils.instantiate(run_cfg.evaluator),
+            cfg.paths.output_dir,
+            checkpoint=ckpt,
+            model_target=stored.model._target_,
+            run_name=stored.get("name", ""),
+            split=cfg.split,
+            shard=parse_shard(cfg.shard),
+            merge=bool(cfg.merge),
+        )
     return summary, {"model": model, "datamodule": datamodule, "checkpoint": ckpt}
 
 

@@ -11,9 +11,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from musicbench.checkpoints import ConfigInCheckpoint, best_checkpoint, load_checkpoint, resume_checkpoint
+from musicbench.data.identity import check_run_data, dataset_identity, naming_root_key
 from musicbench.evaluation.model import run_test
-from musicbench.utils.config import CONFIG_DIR, set_threads, to_container
+from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
 from musicbench.utils.files import write_text_atomic
+from musicbench.utils.hashcache import set_cache_dir
 from musicbench.utils.instantiate import instantiate_dict
 from musicbench.utils.provenance import digest_of
 
@@ -27,12 +29,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     pl.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
+    set_cache_dir(cfg.paths.get("cache_dir"))
     out_dir = Path(cfg.paths.output_dir)
-    resolved = to_container(cfg)
-    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    resolved = stored_config(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
+    # Before anything is written: a run folder computed on other data is refused, not resumed.
+    with naming_root_key(cfg):
+        check_run_data(out_dir, dataset_identity(datamodule, progress=_progress(cfg)))
+    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     # Not a config option: mb-eval rebuilds the model from the config inside the checkpoint.
     callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(resolved)]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
@@ -88,8 +94,14 @@ def test_best(cfg: DictConfig, model: pl.LightningModule, datamodule, trainer: p
 
 
 def _config_digest(cfg: DictConfig) -> str:
-    """Digest of the experiment's config: everything but where files are (``paths``) and Hydra's own."""
-    return digest_of({k: v for k, v in to_container(cfg).items() if k not in ("paths", "hydra")})
+    """Digest of the experiment's config: everything but where files are (``paths``, and data roots, which
+    refer to them) and Hydra's own. What the data is, is recorded by its own digest (``data.json``)."""
+    return digest_of({k: v for k, v in stored_config(cfg).items() if k not in ("paths", "hydra")})
+
+
+def _progress(cfg: DictConfig) -> bool | None:
+    """Progress bars while fingerprinting the data: off where the evaluator's are, else on a terminal."""
+    return False if cfg.get("evaluator") is not None and cfg.evaluator.get("progress") is False else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -23,6 +23,9 @@ class Track:
         targets = torch.randn(2, 2, 1500, generator=torch.Generator().manual_seed(self.seed))
         return targets.sum(0), targets
 
+    def fingerprint(self, hashes):
+        return f"seed-{self.seed}"  # the audio is a function of the seed
+
 
 class Halves(System):
     """Each source estimated as half the mixture."""

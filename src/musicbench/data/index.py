@@ -16,19 +16,33 @@ from typing import Any
 from musicbench.audio.io import AudioFileError, audio_info
 from musicbench.data.splits import SPLITS, TEST, TRAIN, VALID, check_split
 from musicbench.data.tracks import AudioFile, DatasetError
+from musicbench.utils.hashcache import FileHashes
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 FOLDER_HELP = "Point data.source.root (paths.audio_root, or $AUDIO_ROOT) at a folder of audio files."
 
 
+class MissingRootError(DatasetError):
+    """The dataset root is not configured or is not a folder.
+
+    Attributes:
+        root: the root as configured; ``problem``: what is wrong with it; ``how_to_get``: how to get the data.
+        The entry points add the config key that sets the root (:func:`musicbench.data.identity.root_hint`).
+    """
+
+    def __init__(self, root: Any, problem: str, how_to_get: str, key_hint: str = "") -> None:
+        self.root, self.problem, self.how_to_get = root, problem, how_to_get
+        super().__init__(" ".join(p for p in (problem, key_hint, how_to_get) if p))
+
+
 def check_root(root: str | Path | None, how_to_get: str) -> Path:
-    """Return ``root`` as a Path, or raise DatasetError saying what is wrong and ``how_to_get`` the data."""
+    """Return ``root`` as a Path, or raise MissingRootError saying what is wrong and ``how_to_get`` the data."""
     if root is None or str(root).strip() in ("", "None", "???"):
-        raise DatasetError(f"no dataset root is configured (got {root!r}). {how_to_get}")
+        raise MissingRootError(root, f"no dataset root is configured (got {root!r}).", how_to_get)
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise DatasetError(f"dataset root {path} does not exist or is not a folder. {how_to_get}")
+        raise MissingRootError(root, f"dataset root {path} does not exist or is not a folder.", how_to_get)
     return path
 
 
@@ -59,6 +73,9 @@ class TrackIndex:
     def _find(self) -> dict[str, list[Any]]:
         """Find and validate every track: ``{split: [track, ...]}`` for each split of ``SPLITS``."""
         raise NotImplementedError
+
+    def check_files(self, hashes: FileHashes) -> None:
+        """Check the files against hashes the dataset records (a manifest); nothing to check by default."""
 
 
 class FolderIndex(TrackIndex):

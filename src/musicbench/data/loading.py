@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from musicbench.data.augment import is_silent
 from musicbench.data.tracks import DatasetError, fit_length
+from musicbench.utils.hashcache import FileHashes
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:
@@ -245,6 +246,10 @@ class SplitLoaders(pl.LightningDataModule):
     def tracks(self, split: str) -> list[Any]:
         """The tracks (items with ``load``) of ``split``: ``"train"``, ``"valid"`` or ``"test"``."""
         raise NotImplementedError
+
+    def check_files(self, hashes: FileHashes) -> None:
+        """Check the dataset's files against the hashes its manifest records, if it has one (raises
+        :class:`~musicbench.data.tracks.DatasetError` naming the file); ``hashes`` caches the file hashes."""
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(

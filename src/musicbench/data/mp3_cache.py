@@ -25,8 +25,10 @@ from torch import Tensor
 from musicbench.audio.io import AudioFileError, read_audio, write_audio
 from musicbench.audio.mp3 import CodecError, Mp3Codec, to_channels
 from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
-from musicbench.utils.files import sha256_file, write_json_atomic
+from musicbench.utils.files import write_json_atomic
+from musicbench.utils.hashcache import FileHashes, file_hashes
 from musicbench.utils.progress import progress_bar
+from musicbench.utils.provenance import digest_of
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +75,13 @@ class CleanItem:
             audio = torch.from_numpy(soxr.resample(audio.numpy().T, rate, sample_rate, quality="HQ").T.copy())
         return audio
 
-    def content_hash(self) -> str:
-        """sha256 of the file's bytes, plus the stem for a track of several stems (a .stem.mp4 holds them all)."""
-        return sha256_file(self.path) + (f"/{self.stem}" if len(self.track.stems) > 1 else "")
+    def content_hash(self, hashes: FileHashes | None = None) -> str:
+        """sha256 of the file's bytes, plus the stem for a track of several stems (a .stem.mp4 holds them all).
+
+        ``hashes``: the hash cache to use (default: :func:`~musicbench.utils.hashcache.file_hashes`).
+        """
+        digest = (hashes or file_hashes()).sha256(self.path)
+        return digest + (f"/{self.stem}" if len(self.track.stems) > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,11 @@ class PairTrack:
                 ) from exc
             parts.append(fit_length(audio, max(0, min(length, self.num_frames - frame_offset))))
         return parts[0], parts[1][None]
+
+    def fingerprint(self, hashes: FileHashes) -> str:
+        """The identity of the pair: its cache key (the clean content's sha256, every codec setting and the
+        rate) and its length; ``hashes`` is not needed (the key was computed from it)."""
+        return digest_of("mp3 pair", self.path.name, self.num_frames)
 
 
 def entry_key(content_hash: str, codec: Mp3Codec, sample_rate: int) -> str:
@@ -179,16 +190,19 @@ class PairCache:
         self.directory, self.codec, self.sample_rate = Path(directory), codec, int(sample_rate)
         self.workers, self.progress = int(workers), bool(progress)
 
-    def entry(self, item: CleanItem) -> Path:
-        """The entry folder of ``item`` (whether or not it exists yet)."""
-        return self.directory / entry_key(item.content_hash(), self.codec, self.sample_rate)
+    def entry(self, item: CleanItem, hashes: FileHashes | None = None) -> Path:
+        """The entry folder of ``item`` (whether or not it exists yet); ``hashes``: see ``content_hash``."""
+        return self.directory / entry_key(item.content_hash(hashes), self.codec, self.sample_rate)
 
     def pairs(self, items: Mapping[str, Sequence[CleanItem]]) -> dict[str, list[PairTrack]]:
         """The pairs of each group of ``items`` (split -> items), in order; the missing ones are encoded
         first, all groups in one pool (cache hits are not encoded again)."""
+        hashes = file_hashes()
         entries = {
-            group: [(it, self.entry(it)) for it in group_items] for group, group_items in items.items()
+            group: [(it, self.entry(it, hashes)) for it in group_items]
+            for group, group_items in items.items()
         }
+        hashes.save()
         todo = [(it, d) for pairs in entries.values() for it, d in pairs if not (d / META_NAME).is_file()]
         if todo:
             total = sum(len(e) for e in entries.values())

@@ -35,6 +35,7 @@ from musicbench.data.loading import ChunkSampling, EvalDataset, RandomChunks, Sp
 from musicbench.data.mp3_cache import CLEAN, CleanItem, PairCache, PairTrack
 from musicbench.data.splits import SPLITS, TEST, TRAIN, VALID, check_split
 from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
+from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,10 @@ class Mp3PairsDataModule(SplitLoaders):
         check_split(split)
         self._prepare((split,))
         return list(self._tracks[split])
+
+    def check_files(self, hashes: FileHashes) -> None:
+        """Check the clean source's files against its manifest's hashes, if it has a manifest."""
+        self.source.check_files(hashes)
 
     def _prepare(self, splits: Sequence[str]) -> None:
         """Encode the missing pairs of ``splits`` and open all of them (once per split)."""

@@ -28,6 +28,7 @@ from musicbench.data.loading import ChunkSampling, EvalDataset, RandomChunks, Sp
 from musicbench.data.musdb_index import LAYOUT_HELP, MusdbIndex
 from musicbench.data.splits import TEST, TRAIN, VALID
 from musicbench.data.tracks import DatasetError, Track, fit_length
+from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,10 @@ class MusdbDataModule(SplitLoaders):
     def tracks(self, split: str) -> list[Track]:
         """The tracks of ``split`` (``"train"``, ``"valid"`` or ``"test"``), sorted by name."""
         return self.index.tracks(split)
+
+    def check_files(self, hashes: FileHashes) -> None:
+        """Check the files against ``manifest.json``'s hashes (see :meth:`MusdbIndex.check_files`)."""
+        self.index.check_files(hashes)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets ``stage`` needs (``fit``, ``validate``, ``test``, ``predict`` or ``None``: all)."""

@@ -30,6 +30,7 @@ from musicbench.data.tracks import (
     musdb_validation_tracks,
     stem_info,
 )
+from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 STEM_LENGTH_TOLERANCE = 2048
 
 GET_DATA_HELP = (
-    "Get MUSDB18-HQ (wav) from https://zenodo.org/records/3338373 or the compressed MUSDB18 (.stem.mp4, see "
-    "https://sigsep.github.io/datasets/musdb.html and the `musdb` package docs), then point the config at "
-    "it: set the MUSDB_ROOT environment variable or pass paths.musdb_root=/path/to/musdb18hq. For the "
-    "embedded chorale dataset, generate it with `mb-data chorales --root /path/to/chorales` (or `make data`)."
+    "Point the dataset root at the data (for data=musdb: paths.musdb_root=... or $MUSDB_ROOT; for "
+    "data=chorales: paths.chorales_root=... or $CHORALES_ROOT). MUSDB18-HQ (wav): "
+    "https://zenodo.org/records/3338373; the compressed MUSDB18 (.stem.mp4): "
+    "https://sigsep.github.io/datasets/musdb.html. The embedded chorale dataset is generated with "
+    "`mb-data chorales --root /path/to/chorales` (or `make data`)."
 )
 
 LAYOUT_HELP = (
@@ -311,6 +313,35 @@ class MusdbIndex(TrackIndex):
             raise DatasetError(
                 f"{path} declares sample_rate {rate} Hz but data.sample_rate={self.sample_rate}; set "
                 f"data.sample_rate={rate}."
+            )
+
+    def check_files(self, hashes: FileHashes) -> None:
+        """Check every file that ``manifest.json`` lists against its recorded sha256 (hashes are cached by
+        ``(path, size, mtime)`` in ``hashes``, so a check of unchanged files costs a ``stat`` each).
+
+        Raises:
+            DatasetError: a listed file is missing or its content differs; the message names the files and
+                what to do (``mb-data verify``, regenerate or restore the dataset).
+        """
+        root = self._open_root()
+        if self._manifest is None:
+            return
+        problems = []
+        for track in self._manifest.get("tracks", []):
+            for fname, expected in sorted(track.get("files", {}).items()):
+                path = root / track["split"] / track["name"] / fname
+                if not path.is_file():
+                    problems.append(f"missing {path}")
+                elif (actual := hashes.sha256(path)) != expected:
+                    problems.append(f"{path} (manifest {expected[:12]}…, file {actual[:12]}…)")
+        hashes.save()
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise DatasetError(
+                f"{len(problems)} file(s) of {root} do not match the sha256 recorded in {root / MANIFEST_NAME}: "
+                f"{shown}. The dataset changed since it was written: run `mb-data verify --root {root}` for "
+                "the full list, then restore the files or regenerate the dataset (for the chorales: "
+                f"`mb-data chorales --root {root} ...`)."
             )
 
     def _find(self) -> dict[str, list[Track]]:

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 
 from musicbench.audio.io import AudioFileError, read_audio
+from musicbench.utils.hashcache import FileHashes
+from musicbench.utils.provenance import digest_of
 
 STEM_SUFFIX = ".stem.mp4"
 MIXTURE = "mixture"
@@ -126,6 +128,14 @@ class Track:
         ``.stem.mp4`` itself."""
         self._check_stem(name)
         return self.path if self.is_stem else self.path / f"{name}.wav"
+
+    def fingerprint(self, hashes: FileHashes) -> str:
+        """The identity of the track's audio: a digest of its stems' names and the sha256 of their files.
+
+        The same content gives the same fingerprint wherever the dataset lives; any changed byte of a
+        configured stem gives another.
+        """
+        return digest_of("track", [(stem, hashes.sha256(self.stem_path(stem))) for stem in self.stems])
 
     def _check_stem(self, name: str) -> None:
         if name not in self.stems:
@@ -237,6 +247,10 @@ class AudioFile:
         self._check_stem(name)
         audio, _ = read_audio(self.path, frame_offset=frame_offset, num_frames=num_frames)
         return audio
+
+    def fingerprint(self, hashes: FileHashes) -> str:
+        """The identity of the file's audio: a digest of the sha256 of its bytes (not of its path)."""
+        return digest_of("file", hashes.sha256(self.path))
 
     def _check_stem(self, name: str) -> None:
         if name != MIXTURE:

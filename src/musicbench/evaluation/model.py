@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from musicbench.data.identity import split_digest, split_fingerprints
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import Evaluator
 from musicbench.models.base import System
@@ -33,7 +34,9 @@ def evaluate_model(
     """Estimate every track of ``split`` with ``model.estimate_systems`` and score each system.
 
     ``model_id`` (e.g. the checkpoint's sha256) enters the results digest: results of another model in
-    the same folder are recomputed, results of this one are reused (resume). ``shard=(k, n)`` evaluates
+    the same folder are recomputed, results of this one are reused (resume). Each track's digest also
+    holds the fingerprint of its data (:mod:`musicbench.data.identity`): a track whose files changed is
+    evaluated again, and ``summary.json`` records the split's ``data_digest``. ``shard=(k, n)`` evaluates
     every n-th track from the k-th; ``merge=True`` evaluates nothing and builds ``summary.json`` from the
     results of all shards.
     """
@@ -51,10 +54,13 @@ def evaluate_model(
     # The baseline enters as a list, the form of the results already on disk (same digest, reused).
     baselines = [evaluator.input_baseline] if evaluator.input_baseline is not None else []
     digest = digest_of(model_id, sorted(evaluator.metrics), baselines, split)
-    meta = {"split": split, **(meta or {})}
+    fingerprints = split_fingerprints(datamodule, split, progress=evaluator.progress)
+    meta = {"split": split, **(meta or {}), "data_digest": split_digest(fingerprints)}
     if merge:
-        return evaluator.merge(tracks, out_dir, digest=digest, meta=meta)
-    summary = evaluator.evaluate(tracks, estimate, out_dir, digest=digest, meta=meta, shard=shard)
+        return evaluator.merge(tracks, out_dir, digest=digest, meta=meta, fingerprints=fingerprints)
+    summary = evaluator.evaluate(
+        tracks, estimate, out_dir, digest=digest, meta=meta, shard=shard, fingerprints=fingerprints
+    )
     if evaluator.excerpts and (shard is None or shard[0] == 0):
         from musicbench.evaluation.excerpts import save_excerpts
 
@@ -80,11 +86,12 @@ def run_test(
     """The test stage: evaluate the model's weights from ``checkpoint`` on ``split``, print the table.
 
     Results are keyed by the checkpoint's sha256 (``in_memory_id`` for weights that are in no file).
-    ``summary.json`` names the model class (``model_target``), the data root, the checkpoint, the
+    ``summary.json`` names the model class (``model_target``), the data root and its digest, the checkpoint, the
     training run's ``name`` and, from ``mb-train``, the digest of its config. ``shard``/``merge``: see
     :func:`evaluate_model`. Returns the summary.
     """
-    data_root = str(datamodule.root)  # every datamodule names its root (MP3 pairs: of their clean source)
+    # Every datamodule names its root (MP3 pairs: of their clean source); the summary names it absolute.
+    data_root = str(Path(datamodule.root).expanduser().resolve())
     log.info(
         "evaluating %s on %s/%s%s",
         checkpoint or "the in-memory weights",

@@ -1,7 +1,8 @@
 """The evaluation runner: estimate each track, score it, write ``results/<track>.json`` as it finishes.
 
-A rerun skips tracks whose result exists with the same digest (model + evaluation settings), so an
-evaluation killed at any point resumes where it stopped and ends with the same ``summary.json``.
+A rerun skips tracks whose result exists with the same digest (model + evaluation settings + the track's
+data fingerprint), so an evaluation killed at any point resumes where it stopped and ends with the same
+``summary.json``, and a track whose files changed is evaluated again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from musicbench.evaluation.results import (
 from musicbench.evaluation.systems import BEST_OF_K, DIVERSITY, MODEL, is_model_system, sample_names
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.progress import progress_bar
-from musicbench.utils.provenance import code_version
+from musicbench.utils.provenance import code_version, digest_of
 
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
 # or a dict of those for metrics that come in families (BSSEval's sdr/isr/sir/sar).
@@ -123,8 +124,13 @@ class Evaluator:
         digest: str,
         meta: Mapping[str, Any] | None = None,
         shard: tuple[int, int] | None = None,
+        fingerprints: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Evaluate ``tracks`` (objects with ``name``, ``sources``, ``sample_rate``, ``load()``).
+
+        ``digest`` identifies the model and settings; ``fingerprints`` (``{track name: fingerprint}``, see
+        :mod:`musicbench.data.identity`) the data of each track. A result on disk is reused only when both
+        match (its ``digest`` is :func:`track_digest`), so a changed track is evaluated again.
 
         ``estimate_fn(mixture (C, T), track_name)`` returns estimates ``(S, C, T)`` or ``{system: (S, C, T)}``
         (see ``EstimateFn``). Writes
@@ -137,7 +143,8 @@ class Evaluator:
         results_dir = out_dir / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
         mine = list(tracks) if shard is None else select_shard(tracks, *shard)
-        done = {n: r for n, r in load_results(results_dir).items() if r.get("digest") == digest}
+        digests = _track_digests(tracks, digest, fingerprints)
+        done = _matching_results(results_dir, digests)
         todo = [t for t in mine if t.name not in done]
         start = time.perf_counter()
         label = "evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}"
@@ -145,7 +152,9 @@ class Evaluator:
             task = bar.add_task(label, total=len(mine), completed=len(mine) - len(todo))
             for track in todo:
                 bar.update(task, description=f"{label} {track.name}")
-                done[track.name] = self._evaluate_track(track, estimate_fn, digest)
+                done[track.name] = self._evaluate_track(
+                    track, estimate_fn, digests[track.name], (fingerprints or {}).get(track.name)
+                )
                 write_json_atomic(results_dir / f"{_safe(track.name)}.json", done[track.name])
                 bar.advance(task)
         session = round(time.perf_counter() - start, 3)
@@ -158,7 +167,7 @@ class Evaluator:
                 shard=f"{shard[0]}/{shard[1]}",
                 **(meta or {}),
             )
-        return self.merge(tracks, out_dir, digest, meta, session_wall_time_s=session)
+        return self.merge(tracks, out_dir, digest, meta, fingerprints, session_wall_time_s=session)
 
     def merge(
         self,
@@ -166,20 +175,21 @@ class Evaluator:
         out_dir: str | Path,
         digest: str,
         meta: Mapping[str, Any] | None = None,
+        fingerprints: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """Build ``summary.json`` and ``scores.csv`` from the per-track results of all shards.
 
         Raises ``ValueError`` naming the tracks whose results are missing (or were computed by another
-        model or with other settings).
+        model, with other settings or on other data: ``digest`` and ``fingerprints`` as in :meth:`evaluate`).
         """
         out_dir = Path(out_dir)
-        done = {n: r for n, r in load_results(out_dir / "results").items() if r.get("digest") == digest}
+        done = _matching_results(out_dir / "results", _track_digests(tracks, digest, fingerprints))
         missing = [t.name for t in tracks if t.name not in done]
         if missing:
             raise ValueError(
-                f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model "
-                f"and settings: {', '.join(missing)}. Run the missing shards (shard=K/N) first."
+                f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model, "
+                f"settings and data: {', '.join(missing)}. Run the missing shards (shard=K/N) first."
             )
         results = [done[t.name] for t in tracks]
         write_scores_csv(results, out_dir / "scores.csv")
@@ -193,7 +203,9 @@ class Evaluator:
             **(meta or {}),
         )
 
-    def _evaluate_track(self, track, estimate_fn: EstimateFn, digest: str) -> dict[str, Any]:
+    def _evaluate_track(
+        self, track, estimate_fn: EstimateFn, digest: str, fingerprint: str | None
+    ) -> dict[str, Any]:
         t0 = time.perf_counter()
         mixture, targets = track.load()
         estimates = estimate_fn(mixture, track.name)
@@ -209,6 +221,7 @@ class Evaluator:
         result: dict[str, Any] = {
             "track": track.name,
             "digest": digest,
+            "data_fingerprint": fingerprint,
             "sources": list(track.sources),
             "sample_rate": track.sample_rate,
             "num_frames": int(mixture.shape[-1]),
@@ -263,6 +276,26 @@ def best_of(per_sample: Sequence[Mapping[str, Mapping[str, float]]], lower_is_be
             pick = min if metric in lower_is_better else max
             best[source][metric] = pick(vals) if vals else math.nan
     return best
+
+
+def track_digest(digest: str, fingerprint: str | None) -> str:
+    """The digest of one track's result: the model/settings ``digest`` with the track's data fingerprint
+    (``None``: no fingerprint, the digest as it is)."""
+    return digest if fingerprint is None else digest_of(digest, fingerprint)
+
+
+def _track_digests(
+    tracks: Sequence[Any], digest: str, fingerprints: Mapping[str, str] | None
+) -> dict[str, str]:
+    fingerprints = fingerprints or {}
+    return {t.name: track_digest(digest, fingerprints.get(t.name)) for t in tracks}
+
+
+def _matching_results(results_dir: Path, digests: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The results on disk whose digest is the one expected for their track."""
+    return {
+        n: r for n, r in load_results(results_dir).items() if n in digests and r.get("digest") == digests[n]
+    }
 
 
 def select_shard(tracks: Sequence[Any], index: int, count: int) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,79 @@ def set_threads(threads: int | None) -> None:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain Python containers (for checkpoints, JSON, digests)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+# A value that is exactly one reference to a ``paths`` key, e.g. ``${paths.chorales_root}``.
+PATHS_REF = re.compile(r"^\$\{paths\.(\w+)\}$")
+# Keys of ``paths`` that say where outputs go, not where data is: never linked to data values.
+OUTPUT_PATHS = ("output_dir", "output_root")
+
+
+def stored_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run config as ``mb-train`` stores it (``config.yaml``, every checkpoint): resolved, except that
+
+    - ``paths`` values are absolute (a relative ``paths.chorales_root=data/chorales`` on the command line
+      means the folder it named then, wherever the config is read later), and
+    - ``data`` values that are exactly ``${paths.<key>}`` stay that reference, so that ``mb-eval`` resolves
+      them against its own ``paths`` (command-line overrides, environment variables; by default the
+      stored, absolute value: ``conf/paths/default.yaml``).
+    """
+    resolved = to_container(cfg)
+    paths = resolved.get("paths")
+    if isinstance(paths, dict):
+        resolved["paths"] = {k: _absolute(v) for k, v in paths.items()}
+    if isinstance(cfg.get("data"), DictConfig):
+        raw = OmegaConf.to_container(cfg.data, resolve=False)
+        resolved["data"] = _keep_paths_refs(raw, resolved["data"])
+    return resolved
+
+
+def link_data_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored run config whose ``data`` values that equal a stored ``paths`` value are replaced by a
+    ``${paths.<key>}`` reference (configs stored before :func:`stored_config` kept the references).
+
+    A config that already holds references is returned as it is.
+    """
+    data, paths = config.get("data"), config.get("paths")
+    if not isinstance(data, dict) or not isinstance(paths, dict) or _has_paths_refs(data):
+        return config
+    by_value: dict[str, str] = {}
+    for key, value in paths.items():
+        if key not in OUTPUT_PATHS and isinstance(value, str):
+            by_value.setdefault(value, key)  # the first key with a value wins
+    return {**config, "data": _link(data, by_value)}
+
+
+def _absolute(value: Any) -> Any:
+    return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else value
+
+
+def _keep_paths_refs(raw: Any, resolved: Any) -> Any:
+    if isinstance(raw, dict) and isinstance(resolved, dict):
+        return {k: _keep_paths_refs(raw.get(k), v) for k, v in resolved.items()}
+    if isinstance(raw, list) and isinstance(resolved, list) and len(raw) == len(resolved):
+        return [_keep_paths_refs(r, v) for r, v in zip(raw, resolved, strict=True)]
+    if isinstance(raw, str) and PATHS_REF.match(raw):
+        return raw
+    return resolved
+
+
+def _has_paths_refs(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_has_paths_refs(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_paths_refs(v) for v in node)
+    return isinstance(node, str) and bool(PATHS_REF.match(node))
+
+
+def _link(node: Any, by_value: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _link(v, by_value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_link(v, by_value) for v in node]
+    if isinstance(node, str) and node in by_value:
+        return f"${{paths.{by_value[node]}}}"
+    return node
 
 
 register_resolvers()
