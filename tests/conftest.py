@@ -35,3 +35,34 @@ def tiny_chorales_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chorales")
     generate_chorales(root, progress=False, **TINY_CHORALES)
     return root
+
+
+def copy_dataset(src: Path, dst: Path, change: str | None = None, update_manifest: bool = True) -> Path:
+    """Copy a chorale dataset to ``dst``; with ``change``, that track's audio is halved in every file (new
+    content, same length), and the manifest's hashes follow unless ``update_manifest`` is false."""
+    import json
+    import shutil
+
+    import soundfile as sf
+
+    from musicbench.utils.files import sha256_file
+
+    shutil.copytree(src, dst)
+    if change is None:
+        return dst
+    manifest = json.loads((dst / "manifest.json").read_text())
+    (entry,) = [t for t in manifest["tracks"] if t["name"] == change]
+    for fname in entry["files"]:
+        path = dst / entry["split"] / change / fname
+        audio, rate = sf.read(path, always_2d=True)
+        sf.write(path, audio * 0.5, rate, subtype=sf.info(path).subtype)
+        if update_manifest:
+            entry["files"][fname] = sha256_file(path)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.fixture
+def copy_chorales():
+    """``copy_dataset`` (a copy of a chorale dataset, optionally with one track changed)."""
+    return copy_dataset

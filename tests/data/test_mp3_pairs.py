@@ -166,3 +166,41 @@ def test_parallel_preparation_after_torch_started_its_thread_pool(tiny_chorales_
         capture_output=True,
     )
     assert len(entries(tmp_path / "c")) == 6
+
+
+def test_a_changed_test_file_is_evaluated_again_an_unchanged_one_reused(tmp_path, layout):
+    """MP3 pairs keyed by content: after a test file changes, its per-track result is recomputed on the
+    new audio; the other file's result is reused."""
+    from musicbench.evaluation.model import evaluate_model
+    from musicbench.evaluation.runner import Evaluator
+    from musicbench.metrics.sdr import snr
+    from musicbench.models.restoration import IdentityRestorer
+
+    music = tmp_path / "music"
+    layout.write_tone(music / "a.wav", seconds=0.5, freq=440.0)
+    layout.write_tone(music / "b.wav", seconds=0.5, freq=660.0)
+    model = IdentityRestorer(sample_rate=SR, chunk_seconds=1.0, context_seconds=0.0, crossfade_seconds=0.1)
+
+    def run(out):
+        dm = Mp3PairsDataModule(
+            FolderIndex(music, 0.0, 1.0),
+            Mp3Codec(bitrate=32),
+            sample_rate=SR,
+            cache_dir=tmp_path / "c",
+            prepare_workers=0,
+            chunk_seconds=0.25,
+            progress=False,
+        )
+        ev = Evaluator({"snr": snr}, input_baseline="input", progress=False)
+        summary = evaluate_model(model, dm, ev, out, model_id="identity", device="cpu")
+        return summary, {p.name: p.read_text() for p in (out / "results").glob("*.json")}
+
+    before, results = run(tmp_path / "eval")
+    layout.write_tone(music / "b.wav", seconds=0.5, freq=990.0)  # same length, other content
+    after, rerun = run(tmp_path / "eval")
+    assert rerun["a.wav.json"] == results["a.wav.json"]
+    assert rerun["b.wav.json"] != results["b.wav.json"]
+    fresh, fresh_results = run(tmp_path / "fresh")  # what the changed data gives from scratch
+    assert after["systems"] == fresh["systems"] and after["data_digest"] == fresh["data_digest"]
+    assert after["data_digest"] != before["data_digest"]
+    assert json.loads(rerun["b.wav.json"])["scores"] == json.loads(fresh_results["b.wav.json"])["scores"]

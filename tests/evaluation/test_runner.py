@@ -171,3 +171,33 @@ def test_stochastic_systems_best_of_k_and_diversity(tmp_path):
             [FakeTrack("t2", 2)], lambda m, n: {"sample_0": samples(m, n)["sample_0"], "sample_1": m[None]},
             tmp_path / "bad", digest="x",
         )  # fmt: skip
+
+
+def test_a_track_whose_data_changed_is_evaluated_again_the_others_reused(tmp_path):
+    ev = _evaluator()
+    ev.evaluate(
+        [FakeTrack("t1", 1), FakeTrack("t2", 2)],
+        _noisy_estimate(0.1),
+        tmp_path,
+        "d1",
+        fingerprints={"t1": "a", "t2": "b"},
+    )
+    kept = (tmp_path / "results" / "t1.json").read_text()
+    calls = []
+
+    def counting(mixture, name):
+        calls.append(name)
+        return _noisy_estimate(0.1)(mixture)
+
+    # t2's files changed (other audio, other fingerprint); t1's did not.
+    changed = [FakeTrack("t1", 1), FakeTrack("t2", 7)]
+    summary = ev.evaluate(changed, counting, tmp_path, "d1", fingerprints={"t1": "a", "t2": "c"})
+    assert calls == ["t2"]
+    assert (tmp_path / "results" / "t1.json").read_text() == kept
+    fresh = _evaluator().evaluate(
+        changed, _noisy_estimate(0.1), tmp_path / "fresh", "d1", fingerprints={"t1": "a", "t2": "c"}
+    )
+    assert summary["systems"] == fresh["systems"]
+    assert json.loads((tmp_path / "results" / "t2.json").read_text())["data_fingerprint"] == "c"
+    with pytest.raises(ValueError, match="1 of 2 tracks have no results .*: t2"):
+        ev.merge(changed, tmp_path, "d1", fingerprints={"t1": "a", "t2": "other"})
