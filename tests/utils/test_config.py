@@ -40,3 +40,40 @@ def test_set_threads_sets_torch_and_rejects_bad_values():
 def test_to_container_resolves_interpolations():
     cfg = OmegaConf.create({"a": 2, "b": "${a}", "c": {"d": "${b}"}})
     assert to_container(cfg) == {"a": 2, "b": 2, "c": {"d": 2}}
+
+
+def test_stored_config_keeps_data_roots_as_paths_references_and_paths_absolute(tmp_path, monkeypatch):
+    from musicbench.utils.config import stored_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.create(
+        {
+            "paths": {"chorales_root": "data/chorales", "output_dir": str(tmp_path / "run")},
+            "data": {
+                "root": "${paths.chorales_root}",
+                "source": {"root": "${paths.chorales_root}"},
+                "rate": 8000,
+            },
+            "seed": 3,
+        }
+    )
+    stored = stored_config(cfg)
+    assert stored["paths"]["chorales_root"] == str(tmp_path / "data" / "chorales")
+    assert stored["data"] == {
+        "root": "${paths.chorales_root}",
+        "source": {"root": "${paths.chorales_root}"},
+        "rate": 8000,
+    }
+    assert OmegaConf.create(stored).data.root == str(tmp_path / "data" / "chorales")  # self-contained
+
+
+def test_link_data_paths_upgrades_configs_stored_with_literal_roots():
+    from musicbench.utils.config import link_data_paths
+
+    old = {
+        "paths": {"chorales_root": "data/chorales", "output_dir": "/runs/x"},
+        "data": {"root": "data/chorales", "cache_dir": "/runs/x", "sources": ["a"]},
+    }
+    linked = link_data_paths(old)
+    assert linked["data"] == {"root": "${paths.chorales_root}", "cache_dir": "/runs/x", "sources": ["a"]}
+    assert link_data_paths(linked) == linked
