@@ -15,7 +15,7 @@ from musicbench.data.identity import naming_root_key
 from musicbench.evaluation.model import run_test
 from musicbench.evaluation.runner import parse_shard
 from musicbench.utils.config import CONFIG_DIR, link_data_paths, set_threads
-from musicbench.utils.hashcache import set_cache_dir
+from musicbench.utils.hashcache import file_hashes, set_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         run_cfg.evaluator = component_config(run_cfg, stored, "evaluator")
     datamodule = hydra.utils.instantiate(run_cfg.data)
     with naming_root_key(run_cfg):
+        datamodule.check_files(file_hashes())  # a file that differs from its manifest stops here
         summary = run_test(
             model,
             datamodule,

@@ -129,8 +129,8 @@ def test_mb_eval_takes_data_roots_from_overrides_env_else_the_checkpoint(
     assert "paths.chorales_root=/path/to/the/dataset or set $CHORALES_ROOT" in msg
 
 
-def test_a_file_that_differs_from_the_manifest_stops_mb_train_at_start(trained, tmp_path, copy_chorales):
-    root, _ = trained
+def test_a_file_that_differs_from_the_manifest_stops_mb_train_and_mb_eval(trained, tmp_path, copy_chorales):
+    root, run = trained
     track = _test_tracks(root)[0]
     bad = copy_chorales(root, tmp_path / "bad", change=track, update_manifest=False)
     with pytest.raises(DatasetError) as err:
@@ -138,3 +138,6 @@ def test_a_file_that_differs_from_the_manifest_stops_mb_train_at_start(trained, 
     msg = str(err.value)
     assert str(bad / "test" / track / "mixture.wav") in msg and f"mb-data verify --root {bad}" in msg
     assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(DatasetError, match="mb-data verify"):
+        _evaluate(tmp_path / "eval", run, f"paths.chorales_root={bad}")
+    assert not (tmp_path / "eval" / "results").exists()

@@ -84,6 +84,7 @@ def dataset_identity(
     """
     hashes = file_hashes()
     datamodule.check_files(hashes)
+    datamodule.prepare_data()  # MP3 pairs: every split's missing pairs in one pool (a no-op elsewhere)
     per_split = {}
     for split in splits:
         tracks = split_fingerprints(datamodule, split, hashes, progress)
