@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from musicbench.data.augment import is_silent
 from musicbench.data.tracks import DatasetError, fit_length
+from musicbench.errors import ConfigError
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:
@@ -196,18 +197,18 @@ class SplitLoaders(pl.LightningDataModule):
             ("sample_rate", sample_rate),
         ):
             if value is None or value <= 0:
-                raise ValueError(f"data.{key} must be positive, got {value!r}")
+                raise ConfigError(f"data.{key} must be positive, got {value!r}")
         if valid_segment_seconds is not None and valid_segment_seconds <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.valid_segment_seconds must be positive or null, got {valid_segment_seconds!r}"
             )
         if valid_segment_seconds is None and eval_batch_size != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.eval_batch_size={eval_batch_size} needs equal-length items: full-track validation "
                 "(data.valid_segment_seconds=null) only works with data.eval_batch_size=1"
             )
         if silent_chunk_retries < 0 or num_workers < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.silent_chunk_retries and data.num_workers must be >= 0, got "
                 f"{silent_chunk_retries!r} and {num_workers!r}"
             )

@@ -26,12 +26,13 @@ import torch
 from torch import Tensor
 
 from musicbench.audio.io import AudioFileError, read_audio
+from musicbench.errors import UserError
 
 STEM_SUFFIX = ".stem.mp4"
 MIXTURE = "mixture"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset on disk or its configuration is unusable; the message names the path/track/key at fault."""
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from musicbench.data.tracks import DatasetError
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import Evaluator
 from musicbench.models.base import System
@@ -41,7 +42,7 @@ def evaluate_model(
     model = model.to(device).eval()
     tracks = datamodule.tracks(split)
     if not tracks:
-        raise ValueError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
+        raise DatasetError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
 
     def estimate(mixture: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
