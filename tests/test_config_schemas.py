@@ -70,3 +70,22 @@ def test_step_budget(settings, epochs):
     trainer = OmegaConf.create(settings)
     apply_step_budget(trainer)
     assert trainer.max_epochs == epochs and trainer.max_steps == settings["max_steps"]
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (dict(batch_size="abc"), "data.batch_size must be positive (an integer), got 'abc'"),
+        (dict(chunk_seconds="3"), "data.chunk_seconds must be positive (a number), got '3'"),
+        (dict(num_workers=1.5), "data.num_workers must be an integer, got 1.5"),
+        (dict(valid_segment_seconds="x"), "data.valid_segment_seconds must be a number or null"),
+    ],
+)
+def test_loader_settings_that_skip_the_schema_name_the_key(settings, message, tiny_chorales_root):
+    """A data config that was not composed (a checkpoint's, a Python caller's) is checked by the loader."""
+    from musicbench.data.musdb import MusdbDataModule
+    from musicbench.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        MusdbDataModule(tiny_chorales_root, ["soprano", "alto", "tenor", "bass"], **settings)
+    assert message in str(info.value)
