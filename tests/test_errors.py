@@ -75,3 +75,16 @@ def test_output_check_stops_with_one_line(tmp_path, capsys, monkeypatch):
     assert (
         err.startswith(f"error: cannot write the run folder {blocker / 'run'}") and "HYDRA_FULL_ERROR" in err
     )
+
+
+def test_unwritable_output_names_the_file(tmp_path):
+    from musicbench.errors import OutputError
+    from musicbench.utils.files import write_text_atomic
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    target = blocker / "run" / "config.yaml"
+    with pytest.raises(OutputError) as info:
+        write_text_atomic(target, "x")
+    assert user_message(info.value) == f"cannot write {target}: Not a directory"
+    assert isinstance(info.value, OSError)
