@@ -8,6 +8,7 @@ checkpoint file alone is enough for ``mb-eval`` to rebuild the model, its data a
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from musicbench.errors import CheckpointError, CheckpointNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,13 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | No
         return None
     if ckpt_path == "last":
         if not last.is_file():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"ckpt_path=last but {last} does not exist: nothing to resume in this run "
                 "folder (same overrides as the original run?); drop ckpt_path to start fresh"
             )
         return str(last)
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        raise CheckpointNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return str(ckpt_path)
 
 
@@ -83,10 +86,10 @@ def find_checkpoint(path: str | Path) -> Path:
             return max(best, key=lambda p: p.stat().st_mtime)
         if (ckpt_dir / LAST).is_file():
             return ckpt_dir / LAST
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"no .ckpt file in {ckpt_dir}: pass ckpt_path=<file.ckpt> or a training run folder"
         )
-    raise FileNotFoundError(f"ckpt_path={path}: no such file or run folder")
+    raise CheckpointNotFoundError(f"ckpt_path={path}: no such file or run folder")
 
 
 def best_checkpoint(trainer: pl.Trainer) -> Path | None:
@@ -99,11 +102,18 @@ def best_checkpoint(trainer: pl.Trainer) -> Path | None:
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], DictConfig]:
     """Load a checkpoint on the CPU: ``(state, run config)``; the state's ``state_dict`` holds the weights.
 
-    Raises ``ValueError`` for a checkpoint without a stored config (not written by ``mb-train``).
+    Raises :class:`~musicbench.errors.CheckpointError` for a file that is not a readable checkpoint
+    (truncated, corrupt) or holds no stored config (not written by ``mb-train``).
     """
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if CONFIG_KEY not in state:
-        raise ValueError(
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {exc}. The file is truncated or corrupt (an interrupted "
+            "copy or a full disk?): use another checkpoint of the run, or delete it and train again"
+        ) from exc
+    if not isinstance(state, dict) or CONFIG_KEY not in state:
+        raise CheckpointError(
             f"{path} holds no '{CONFIG_KEY}': not a checkpoint written by mb-train "
             "(it stores the run config so the model can be rebuilt)"
         )
@@ -123,7 +133,7 @@ def upgrade_config(node: Any) -> Any:
     if out.get("_target_") == EVALUATOR and "baselines" in out:
         baselines = list(out.pop("baselines") or [])
         if len(baselines) > 1:
-            raise ValueError(
+            raise CheckpointError(
                 f"stored evaluator has baselines {baselines}: one input baseline is scored now; "
                 "evaluate with evaluator=... evaluator_from_checkpoint=false"
             )

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from musicbench.checkpoints import find_checkpoint, load_checkpoint
 from musicbench.data.identity import naming_root_key
+from musicbench.errors import ConfigError, reported_errors
 from musicbench.evaluation.model import run_test
 from musicbench.evaluation.runner import parse_shard
 from musicbench.utils.config import CONFIG_DIR, link_data_paths, set_threads
@@ -25,23 +26,23 @@ def component_config(cfg: DictConfig, stored: DictConfig, group: str) -> DictCon
 
     ``true``: the training run's (``stored``, from the checkpoint) with the keys of ``cfg.<group>`` set on
     top (``+evaluator.progress=false`` on the command line); ``false``: ``cfg.<group>`` as composed
-    (``data=musdb``, ``evaluator=global_sdr``). Raises ``ValueError`` saying which switch is missing when
+    (``data=musdb``, ``evaluator=global_sdr``). Raises :class:`~musicbench.errors.ConfigError` saying which switch is missing when
     the two disagree.
     """
     given = cfg.get(group)
     switch = f"{group}_from_checkpoint"
     if cfg[switch]:
         if given is not None and "_target_" in given:
-            raise ValueError(
+            raise ConfigError(
                 f"{group}=... chooses a {group} config, but {switch}=true takes the checkpoint's: add "
                 f"{switch}=false to use the chosen one (or set single keys with +{group}.key=value)"
             )
         if group not in stored:
-            raise ValueError(f"the checkpoint stores no {group} config: pass {group}=... {switch}=false")
+            raise ConfigError(f"the checkpoint stores no {group} config: pass {group}=... {switch}=false")
         keys = OmegaConf.to_container(given, resolve=True) if given is not None else {}
         return OmegaConf.merge(stored[group], keys)
     if given is None or "_target_" not in given:
-        raise ValueError(
+        raise ConfigError(
             f"{switch}=false needs {group}=<option> on the command line (options: conf/{group}/)"
         )
     return given
@@ -86,7 +87,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``mb-eval``."""
-    evaluate(cfg)
+    with reported_errors():  # an expected failure: one `error:` line, exit status 1
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

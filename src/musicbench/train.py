@@ -8,10 +8,11 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from musicbench.checkpoints import ConfigInCheckpoint, best_checkpoint, load_checkpoint, resume_checkpoint
 from musicbench.data.identity import check_run_data, dataset_identity, naming_root_key
+from musicbench.errors import reported_errors
 from musicbench.evaluation.model import run_test
 from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
 from musicbench.utils.files import write_text_atomic
@@ -30,6 +31,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     pl.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
     set_cache_dir(cfg.paths.get("cache_dir"))
+    apply_step_budget(cfg.trainer)
     out_dir = Path(cfg.paths.output_dir)
     resolved = stored_config(cfg)
 
@@ -56,6 +58,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         for lg in loggers:  # close trackers even when training fails
             lg.finalize("success")
     return metrics, objects
+
+
+def apply_step_budget(trainer_cfg: DictConfig) -> None:
+    """A positive ``trainer.max_steps`` is the budget: set ``max_epochs`` to -1 (no epoch limit).
+
+    Lightning stops at whichever limit comes first, so a preset's ``max_epochs`` (``debug=tiny``: 2)
+    would otherwise end a run before the ``max_steps`` a user asked for. Changes ``trainer_cfg`` in
+    place, before the config is saved, so the run folder and checkpoints record what ran.
+    """
+    max_steps = trainer_cfg.get("max_steps")
+    if max_steps is None or max_steps == -1 or trainer_cfg.get("max_epochs") == -1:
+        return
+    log.info(
+        "trainer.max_steps=%s is the budget: trainer.max_epochs=%s is replaced by -1 (no epoch limit)",
+        max_steps,
+        trainer_cfg.get("max_epochs"),
+    )
+    with open_dict(trainer_cfg):
+        trainer_cfg.max_epochs = -1
 
 
 def _warn_if_time_capped(trainer: pl.Trainer) -> None:
@@ -107,7 +128,8 @@ def _progress(cfg: DictConfig) -> bool | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point of ``mb-train``; returns ``cfg.optimized_metric`` for sweepers."""
-    metrics, _ = train(cfg)
+    with reported_errors():  # an expected failure: one `error:` line, exit status 1
+        metrics, _ = train(cfg)
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
 

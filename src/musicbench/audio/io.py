@@ -9,10 +9,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from musicbench.errors import UserError
 from musicbench.utils.files import atomic_path
 
 
-class AudioFileError(RuntimeError):
+class AudioFileError(UserError, RuntimeError):
     """An audio file is missing, unreadable or not what was expected; the message names the file."""
 
 

@@ -29,6 +29,8 @@ import soundfile as sf
 import soxr
 import torch
 
+from musicbench.errors import UserError
+
 # LAME's fixed encoder delay (ENCDELAY) and the MP3 decoder's synthesis delay (528 + 1), in samples at the
 # encoder output rate: the offset of the first input sample in a decoded stream without a LAME tag.
 ENCODER_DELAY = 576
@@ -50,7 +52,7 @@ SUPPORTED_SAMPLE_RATES = tuple(sorted(r for rates in MPEG_SAMPLE_RATES.values() 
 MIN_LIBSNDFILE = (1, 1)  # the first libsndfile release that reads MP3
 
 
-class CodecError(ValueError):
+class CodecError(UserError, ValueError):
     """Unsupported codec settings or a failed encode/decode; the message names the value and what to do."""
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from musicbench.errors import ConfigError
+
 
 def random_gain(targets: Tensor, rng: np.random.Generator, low_db: float, high_db: float) -> Tensor:
     """Scale each source by its own gain drawn uniformly in dB from ``[low_db, high_db]``.
@@ -73,7 +75,7 @@ class RandomGain:
     def __init__(self, low_db: float = -6.0, high_db: float = 3.0) -> None:
         self.low_db, self.high_db = float(low_db), float(high_db)
         if self.low_db > self.high_db:
-            raise ValueError(
+            raise ConfigError(
                 f"RandomGain needs low_db <= high_db (dB), got low_db={low_db}, high_db={high_db} "
                 "(data.augmentations.<name>.low_db/high_db)"
             )
@@ -90,7 +92,7 @@ class ChannelSwap:
 
     def __init__(self, p: float = 0.5) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"ChannelSwap needs a probability p in [0, 1], got {p!r} (data.augmentations.<name>.p)"
             )
         self.p = float(p)

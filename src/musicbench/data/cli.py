@@ -21,12 +21,12 @@ from rich.table import Table
 
 from musicbench.data.manifest import (
     MANIFEST_NAME,
-    ManifestError,
     dataset_size_bytes,
     load_manifest,
     verify_manifest,
 )
 from musicbench.data.splits import SPLIT_FOLDERS
+from musicbench.errors import UserError, user_message
 
 
 def _positive_int(text: str) -> int:
@@ -73,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"chorales": _cmd_chorales, "verify": _cmd_verify, "info": _cmd_info}
     try:
         return commands[args.command](args, console)
-    except (ManifestError, ValueError, FileNotFoundError, ImportError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
+    except (UserError, ValueError, ImportError, OSError) as exc:  # bad data, arguments, files, disk
+        message = user_message(exc) or str(exc)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
         return 1
 
 

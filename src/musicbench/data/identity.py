@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from musicbench.data.index import MissingRootError
 from musicbench.data.splits import SPLITS
+from musicbench.errors import UserError
 from musicbench.utils.files import write_json_atomic
 from musicbench.utils.hashcache import FileHashes, file_hashes
 from musicbench.utils.progress import progress_bar
@@ -40,7 +41,7 @@ IDENTITY_VERSION = 1
 _DERIVED = ("checkpoints/*.ckpt", "results/*.json")
 
 
-class DataChangedError(RuntimeError):
+class DataChangedError(UserError, RuntimeError):
     """A run folder holds outputs computed on other data than the data configured now."""
 
 

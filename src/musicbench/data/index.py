@@ -16,6 +16,7 @@ from typing import Any
 from musicbench.audio.io import AudioFileError, audio_info
 from musicbench.data.splits import SPLITS, TEST, TRAIN, VALID, check_split
 from musicbench.data.tracks import AudioFile, DatasetError
+from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -100,7 +101,7 @@ class FolderIndex(TrackIndex):
         extensions: Sequence[str] = AUDIO_EXTENSIONS,
     ) -> None:
         if not (0 <= valid_fraction and 0 <= test_fraction and valid_fraction + test_fraction <= 1):
-            raise ValueError(
+            raise ConfigError(
                 f"data.source.valid_fraction={valid_fraction} and data.source.test_fraction={test_fraction} "
                 "must be >= 0 with a sum <= 1"
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from musicbench.data.augment import is_silent
 from musicbench.data.tracks import DatasetError, fit_length
+from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
 
 
@@ -153,6 +155,11 @@ class EvalDataset(Dataset):
         return mixture.contiguous(), targets.contiguous()
 
 
+def _kind_name(kind: type) -> str:
+    """``Integral`` -> ``"an integer"``, ``Real`` -> ``"a number"`` (for messages)."""
+    return "an integer" if kind is Integral else "a number"
+
+
 class SplitLoaders(pl.LightningDataModule):
     """Base of the datamodules: the settings of their DataLoaders and the loaders themselves.
 
@@ -189,26 +196,36 @@ class SplitLoaders(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        for key, value in (
-            ("chunk_seconds", chunk_seconds),
-            ("samples_per_epoch", samples_per_epoch),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("sample_rate", sample_rate),
+        # Types too: a config that skipped the schema (a checkpoint's, Python callers) names the key.
+        for key, value, kind in (
+            ("chunk_seconds", chunk_seconds, Real),
+            ("samples_per_epoch", samples_per_epoch, Integral),
+            ("batch_size", batch_size, Integral),
+            ("eval_batch_size", eval_batch_size, Integral),
+            ("sample_rate", sample_rate, Integral),
         ):
-            if value is None or value <= 0:
-                raise ValueError(f"data.{key} must be positive, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+                raise ConfigError(f"data.{key} must be positive ({_kind_name(kind)}), got {value!r}")
+        for key, value in (("num_workers", num_workers), ("silent_chunk_retries", silent_chunk_retries)):
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise ConfigError(f"data.{key} must be an integer, got {value!r}")
+        if valid_segment_seconds is not None and (
+            isinstance(valid_segment_seconds, bool) or not isinstance(valid_segment_seconds, Real)
+        ):
+            raise ConfigError(
+                f"data.valid_segment_seconds must be a number or null, got {valid_segment_seconds!r}"
+            )
         if valid_segment_seconds is not None and valid_segment_seconds <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.valid_segment_seconds must be positive or null, got {valid_segment_seconds!r}"
             )
         if valid_segment_seconds is None and eval_batch_size != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.eval_batch_size={eval_batch_size} needs equal-length items: full-track validation "
                 "(data.valid_segment_seconds=null) only works with data.eval_batch_size=1"
             )
         if silent_chunk_retries < 0 or num_workers < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.silent_chunk_retries and data.num_workers must be >= 0, got "
                 f"{silent_chunk_retries!r} and {num_workers!r}"
             )

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from musicbench.data.splits import TRAIN
+from musicbench.errors import UserError
 from musicbench.utils.files import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 _REQUIRED_KEYS = ("name", "sources", "splits", "tracks")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(UserError, RuntimeError):
     """A manifest is missing, unreadable or malformed; the message names the file and what to do."""
 
 

@@ -35,6 +35,7 @@ from musicbench.data.loading import ChunkSampling, EvalDataset, RandomChunks, Sp
 from musicbench.data.mp3_cache import CLEAN, CleanItem, PairCache, PairTrack
 from musicbench.data.splits import SPLITS, TEST, TRAIN, VALID, check_split
 from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
+from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,16 @@ class Mp3PairsDataModule(SplitLoaders):
     ) -> None:
         super().__init__(sample_rate=sample_rate, **loading)
         if list(sources) != [CLEAN]:
-            raise ValueError(
+            raise ConfigError(
                 f"data.sources must be ['{CLEAN}'] for MP3 pairs (one target), got {list(sources)}"
             )
         if stem != MIXTURE and stem not in source.sources:
-            raise ValueError(
+            raise ConfigError(
                 f"data.stem={stem!r} must be 'mixture' or one of the sources of data.source "
                 f"({list(source.sources)})"
             )
         if short_tracks not in ("pad", "skip"):
-            raise ValueError(f"data.short_tracks must be 'pad' or 'skip', got {short_tracks!r}")
+            raise ConfigError(f"data.short_tracks must be 'pad' or 'skip', got {short_tracks!r}")
         codec.check(sample_rate)  # unsupported rate/bit rate: fail at construction, naming the values
         for b in bitrates or []:
             codec.with_bitrate(b).check(sample_rate)

@@ -28,6 +28,7 @@ from musicbench.data.loading import ChunkSampling, EvalDataset, RandomChunks, Sp
 from musicbench.data.musdb_index import LAYOUT_HELP, MusdbIndex
 from musicbench.data.splits import TEST, TRAIN, VALID
 from musicbench.data.tracks import DatasetError, Track, fit_length
+from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class MusdbDataModule(SplitLoaders):
     ) -> None:
         moved = sorted(set(loading) & set(_MOVED_KEYS))
         if moved:
-            raise ValueError(
+            raise ConfigError(
                 f"data.{moved[0]} is now the transform {_MOVED_KEYS[moved[0]]}; this data config predates "
                 "data.augmentations (a checkpoint of an older version?): pass the data config on the command "
                 "line, e.g. `mb-eval ckpt_path=... data=chorales data_from_checkpoint=false`"
@@ -136,7 +137,7 @@ class MusdbDataModule(SplitLoaders):
         super().__init__(sample_rate=sample_rate, **loading)
         self.index = MusdbIndex(root, sources, sample_rate, fmt, valid_tracks, config_key="data")
         if not 0.0 <= remix_prob <= 1.0:
-            raise ValueError(f"data.remix_prob must be in [0, 1], got {remix_prob!r}")
+            raise ConfigError(f"data.remix_prob must be in [0, 1], got {remix_prob!r}")
         self.augmentations = _transforms(augmentations)
         self.remix_prob = float(remix_prob)
         # Lightning stores these in every checkpoint, which resuming loads with torch's weights-only
@@ -200,7 +201,7 @@ def _transforms(augmentations: Mapping[str, Transform | None] | None) -> list[Tr
     if augmentations is None:
         return []
     if not isinstance(augmentations, Mapping):
-        raise ValueError(
+        raise ConfigError(
             "data.augmentations must map names to transforms ({name: {_target_: ...}}), got "
             f"{type(augmentations).__name__}"
         )
@@ -209,7 +210,7 @@ def _transforms(augmentations: Mapping[str, Transform | None] | None) -> list[Tr
         if transform is None:  # `data.augmentations.<name>=null` switches one off
             continue
         if not callable(transform):
-            raise ValueError(
+            raise ConfigError(
                 f"data.augmentations.{name} must be a transform (a _target_ such as "
                 f"musicbench.data.augment.RandomGain), got {transform!r}"
             )

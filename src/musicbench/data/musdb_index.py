@@ -30,6 +30,7 @@ from musicbench.data.tracks import (
     musdb_validation_tracks,
     stem_info,
 )
+from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
@@ -248,18 +249,18 @@ class MusdbIndex(TrackIndex):
         key = config_key
         sources = [str(s) for s in sources] if sources is not None else []
         if not sources or len(set(sources)) != len(sources) or MIXTURE in sources:
-            raise ValueError(
+            raise ConfigError(
                 f"{key}.sources must be a non-empty list of distinct source names other than 'mixture', "
                 f"got {sources}"
             )
         if fmt not in ("auto", "wav", "stem"):
-            raise ValueError(f"{key}.fmt must be 'auto', 'wav' or 'stem', got {fmt!r}")
+            raise ConfigError(f"{key}.fmt must be 'auto', 'wav' or 'stem', got {fmt!r}")
         if isinstance(valid_tracks, str) and valid_tracks != "auto":
-            raise ValueError(
+            raise ConfigError(
                 f"{key}.valid_tracks must be 'auto', a list of track names or null, got {valid_tracks!r}"
             )
         if sample_rate is None or sample_rate <= 0:
-            raise ValueError(f"{key}.sample_rate must be positive, got {sample_rate!r}")
+            raise ConfigError(f"{key}.sample_rate must be positive, got {sample_rate!r}")
         super().__init__(root, sources)
         self.key = key
         self.sample_rate = int(sample_rate)

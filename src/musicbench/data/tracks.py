@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from musicbench.audio.io import AudioFileError, read_audio
+from musicbench.errors import UserError
 from musicbench.utils.hashcache import FileHashes
 from musicbench.utils.provenance import digest_of
 
@@ -33,7 +34,7 @@ STEM_SUFFIX = ".stem.mp4"
 MIXTURE = "mixture"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset on disk or its configuration is unusable; the message names the path/track/key at fault."""
 
 

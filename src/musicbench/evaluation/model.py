@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from musicbench.data.identity import split_digest, split_fingerprints
+from musicbench.data.tracks import DatasetError
 from musicbench.evaluation.report import print_summary
 from musicbench.evaluation.runner import Evaluator
 from musicbench.models.base import System
@@ -44,7 +45,7 @@ def evaluate_model(
     model = model.to(device).eval()
     tracks = datamodule.tracks(split)
     if not tracks:
-        raise ValueError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
+        raise DatasetError(f"no tracks in split '{split}' of {getattr(datamodule, 'root', datamodule)}")
 
     def estimate(mixture: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
         with torch.inference_mode():

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from musicbench.errors import ConfigError
 from musicbench.evaluation.results import (
     aggregate_summary,
     load_results,
@@ -69,12 +70,12 @@ class Evaluator:
         excerpt_seconds: float = 6.0,
     ) -> None:
         if input_baseline is not None and (not input_baseline or is_model_system(input_baseline)):
-            raise ValueError(
+            raise ConfigError(
                 f"evaluator.input_baseline={input_baseline!r} is not free: model, mean, best_of_k, diversity "
                 "and sample_<k> name the model's systems; use e.g. 'mixture' or 'input' (null: no baseline)"
             )
         if not metrics:
-            raise ValueError("evaluator.metrics is empty: configure at least one metric")
+            raise ConfigError("evaluator.metrics is empty: configure at least one metric")
         self.metrics = dict(metrics)
         self.input_baseline = input_baseline
         self.progress = progress
@@ -187,7 +188,7 @@ class Evaluator:
         done = _matching_results(out_dir / "results", _track_digests(tracks, digest, fingerprints))
         missing = [t.name for t in tracks if t.name not in done]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot merge {out_dir}: {len(missing)} of {len(tracks)} tracks have no results for this model, "
                 f"settings and data: {', '.join(missing)}. Run the missing shards (shard=K/N) first."
             )
@@ -301,7 +302,7 @@ def _matching_results(results_dir: Path, digests: Mapping[str, str]) -> dict[str
 def select_shard(tracks: Sequence[Any], index: int, count: int) -> list[Any]:
     """Tracks ``index, index + count, ...`` of ``tracks`` (0 <= index < count)."""
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: expected K/N with N >= 1 and 0 <= K < N")
+        raise ConfigError(f"shard {index}/{count}: expected K/N with N >= 1 and 0 <= K < N")
     return list(tracks)[index::count]
 
 
@@ -312,7 +313,7 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(spec).split("/"))
     except ValueError:
-        raise ValueError(f"shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
+        raise ConfigError(f"shard={spec!r}: expected K/N, e.g. 0/4 (tracks 0, 4, 8, ...)") from None
     select_shard([], k, n)  # validates the range
     return k, n
 

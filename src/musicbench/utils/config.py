@@ -9,6 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from musicbench.conf.schemas import register_schemas
+from musicbench.errors import ConfigError
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -47,7 +50,7 @@ def set_threads(threads: int | None) -> None:
     if threads is None:
         return
     if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads={threads!r}: expected a positive integer or null (torch's default)")
+        raise ConfigError(f"threads={threads!r}: expected a positive integer or null (torch's default)")
     import torch
 
     torch.set_num_threads(threads)
@@ -132,3 +135,4 @@ def _link(node: Any, by_value: dict[str, str]) -> Any:
 
 
 register_resolvers()
+register_schemas()

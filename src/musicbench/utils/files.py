@@ -11,17 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from musicbench.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
+    Raises :class:`~musicbench.errors.OutputError` naming ``path`` when its folder cannot be written.
+
     The temporary file keeps the target's suffix so that libraries choosing a format from the
     extension (soundfile, torch) behave as for the real file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    except OSError as exc:  # no permission, read-only, a file where a folder should be
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the final file the usual umask-based mode (shared datasets).

@@ -8,6 +8,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from musicbench.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,7 @@ def instantiate_dict(cfg: DictConfig | None, group: str) -> list[Any]:
         if conf is None:  # `callbacks.progress_bar=null` switches one entry off
             continue
         if not (isinstance(conf, DictConfig) and "_target_" in conf):
-            raise ValueError(f"{group}.{name} has no _target_: every entry of '{group}' must name a class")
+            raise ConfigError(f"{group}.{name} has no _target_: every entry of '{group}' must name a class")
         log.info("instantiating %s.%s <%s>", group, name, conf._target_)
         objects.append(hydra.utils.instantiate(conf))
     return objects
