@@ -18,7 +18,8 @@ class NonFiniteAudioError(ValueError):
 
 
 def first_nonfinite(x: torch.Tensor | np.ndarray) -> tuple[int, ...] | None:
-    """The index of the first NaN/±inf element of ``x`` in C order, or ``None`` when all are finite.
+    """The index of the earliest NaN/±inf element of ``x`` along its last axis (time), the lowest leading
+    index (item, channel) among equals, or ``None`` when all are finite.
 
     Integer and boolean arrays are always finite.
     """
@@ -28,7 +29,10 @@ def first_nonfinite(x: torch.Tensor | np.ndarray) -> tuple[int, ...] | None:
     ok = torch.isfinite(t)
     if bool(ok.all()):
         return None
-    return tuple(int(i) for i in torch.nonzero(~ok)[0].tolist())
+    if t.ndim == 0:
+        return ()
+    first = torch.nonzero(~ok.movedim(-1, 0))[0].tolist()  # (time, leading...): earliest in time first
+    return (*(int(i) for i in first[1:]), int(first[0]))
 
 
 def describe_position(
