@@ -171,3 +171,23 @@ def test_stochastic_systems_best_of_k_and_diversity(tmp_path):
             [FakeTrack("t2", 2)], lambda m, n: {"sample_0": samples(m, n)["sample_0"], "sample_1": m[None]},
             tmp_path / "bad", digest="x",
         )  # fmt: skip
+
+
+@dataclass
+class NanReferenceTrack(FakeTrack):
+    def load(self):
+        mixture, targets = super().load()
+        targets[1, 0, 321] = math.nan
+        return mixture, targets
+
+
+def test_nan_reference_is_reported_as_nonfinite_not_silent(tmp_path):
+    def lenient(reference, estimate):  # a metric that does not check its input: NaN goes through
+        return (reference - estimate).square().mean(dim=(-2, -1))
+
+    ev = Evaluator({"global_sdr": global_sdr, "lenient": lenient}, progress=False)
+    ev.evaluate([NanReferenceTrack("t1", 1)], _noisy_estimate(0.1), tmp_path, digest="x")
+    notes = json.loads((tmp_path / "results" / "t1.json").read_text())["notes"]
+    assert any("global_sdr=nan: reference contains NaN at item 1, channel 0, sample 321" in n for n in notes)
+    assert any("b/lenient=nan: reference contains NaN/Inf" in n for n in notes)
+    assert not any("silent" in n for n in notes)
