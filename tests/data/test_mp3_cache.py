@@ -12,8 +12,8 @@ import scipy.signal
 import torch
 
 from musicbench.audio.mp3 import Mp3Codec
-from musicbench.data.index import FolderIndex, TrackIndex
 from musicbench.data import mp3_cache
+from musicbench.data.index import FolderIndex, TrackIndex
 from musicbench.data.mp3_cache import META_NAME, CleanItem, PairCache, PairTrack, entry_key
 from musicbench.data.musdb_index import MusdbIndex
 from musicbench.data.splits import SPLITS
@@ -134,7 +134,9 @@ def test_truncated_cache_file_is_rebuilt_with_a_warning(tiny_chorales_root, tmp_
     index, pair, pristine = _damage_entries(tmp_path / "cache", tiny_chorales_root)
     normal = _snr(pair)
     clean = pair.path / "clean.wav"
-    clean.write_bytes(clean.read_bytes()[: clean.stat().st_size // 3])  # a truncated copy, as after a full disk
+    clean.write_bytes(
+        clean.read_bytes()[: clean.stat().st_size // 3]
+    )  # a truncated copy, as after a full disk
     with caplog.at_level(logging.WARNING, logger="musicbench.data.mp3_cache"):
         (again,) = prepare(index, tmp_path / "cache", splits=["valid"])["valid"]
     assert f"MP3 pair cache entry {pair.path}" in caplog.text and "clean.wav has" in caplog.text

@@ -76,9 +76,7 @@ def test_nonfinite_samples_are_refused_with_file_channel_and_position(chorale_ro
     ):
         track.load()
     # A chunk names the position in the file, not in the chunk; a chunk without the bad samples reads.
-    with pytest.raises(
-        DatasetError, match=r"contains \+inf at channel 0, sample 5000"
-    ):
+    with pytest.raises(DatasetError, match=r"contains \+inf at channel 0, sample 5000"):
         track.load(frame_offset=4000, num_frames=2000)
     assert torch.isfinite(track.load(frame_offset=2000, num_frames=2000)[1]).all()
     # The NaN/inf test is a plain read check, so every dataset (chunks, validation, test) and the MP3

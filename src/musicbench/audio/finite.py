@@ -53,14 +53,19 @@ def describe_position(
 
 
 def nonfinite_message(
-    x: torch.Tensor | np.ndarray, index: Sequence[int], axes: Sequence[str] = ("channel", "sample"), offset: int = 0
+    x: torch.Tensor | np.ndarray,
+    index: Sequence[int],
+    axes: Sequence[str] = ("channel", "sample"),
+    offset: int = 0,
 ) -> str:
     """``"NaN at channel 0, sample 12 (3 non-finite values)"`` for the bad element ``index`` of ``x``."""
     t = torch.as_tensor(x)
     value = float(t[tuple(index)].real) if t.is_complex() else float(t[tuple(index)])
     count = int((~torch.isfinite(t)).sum())
     kind = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
-    return f"{kind} at {describe_position(index, axes, offset)} ({count} non-finite value{'s' * (count != 1)})"
+    return (
+        f"{kind} at {describe_position(index, axes, offset)} ({count} non-finite value{'s' * (count != 1)})"
+    )
 
 
 def check_finite(

@@ -36,7 +36,9 @@ class FiniteGuard(pl.Callback):
     :class:`System` adds it to every training through ``configure_callbacks``.
     """
 
-    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
         if not bool(torch.isfinite(loss.detach()).all()):
             raise NonFiniteTrainingError(
                 f"training loss is {float(loss.detach().float().flatten()[0])} at step {trainer.global_step} "
@@ -58,6 +60,8 @@ class FiniteGuard(pl.Callback):
                     "The model's estimates are not finite: lower the learning rate (model.optimizer.lr) or "
                     "enable gradient clipping (trainer.gradient_clip_val)"
                 )
+
+
 SchedulerFactory = Callable[..., object]
 
 
