@@ -83,3 +83,19 @@ def test_nonfinite_samples_are_refused_with_file_channel_and_position(chorale_ro
     # pair cache (which reads its clean audio through the same tracks) refuse it.
     with pytest.raises(AudioFileError, match="contains NaN"):
         AudioFile("t1", "test", path, SR, 8000, 2).load_stem()
+
+
+def test_nonfinite_decoded_stem_stream_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .stem.mp4 decodes through ffmpeg; a NaN in what it returns names the stream and the position."""
+    import stempeg
+
+    from musicbench.data import tracks as tracks_module
+
+    decoded = np.zeros((2, 800, 2), dtype=np.float32)  # (streams, samples, channels), as stempeg returns
+    decoded[1, 300, 1] = np.nan
+    monkeypatch.setattr(stempeg, "read_stems", lambda *args, **kwargs: (decoded, 44100))
+    monkeypatch.setattr(tracks_module, "stem_info", lambda path: None)
+    path = tmp_path / "song.stem.mp4"
+    track = tracks_module.Track("song", "test", path, ("drums", "bass", "other", "vocals"), 44100, 10_000)
+    with pytest.raises(DatasetError, match=r"stream 'drums' decodes to NaN at channel 1, sample 1300"):
+        track.load_targets(1000, 800, ["vocals", "drums"])

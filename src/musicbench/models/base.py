@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from musicbench.audio.chunking import chunked_apply
 from musicbench.evaluation.systems import MODEL
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., object]
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -39,17 +41,19 @@ class FiniteGuard(pl.Callback):
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        if not bool(torch.isfinite(loss.detach()).all()):
+        finite = torch.isfinite(loss.detach())
+        if not bool(finite.all()):
+            value = float(loss.detach()[~finite].flatten()[0])
             raise NonFiniteTrainingError(
-                f"training loss is {float(loss.detach().float().flatten()[0])} at step {trainer.global_step} "
+                f"training loss is {value} at step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}): no checkpoint of this state is written. Check the data "
                 "(mb-data verify) and lower the learning rate (model.optimizer.lr) or enable gradient clipping "
                 "(trainer.gradient_clip_val)"
             )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return  # as ModelCheckpoint: only validations during fit can save checkpoints
         for cb in trainer.checkpoint_callbacks:
             monitor = getattr(cb, "monitor", None)
             value = trainer.callback_metrics.get(monitor) if monitor else None
@@ -60,9 +64,6 @@ class FiniteGuard(pl.Callback):
                     "The model's estimates are not finite: lower the learning rate (model.optimizer.lr) or "
                     "enable gradient clipping (trainer.gradient_clip_val)"
                 )
-
-
-SchedulerFactory = Callable[..., object]
 
 
 def track_seed(name: str, base: int = 0) -> int:
