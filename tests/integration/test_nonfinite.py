@@ -36,8 +36,7 @@ def test_nan_stem_stops_training_without_checkpoint(tmp_path, tiny_chorales_root
     shutil.copytree(tiny_chorales_root, root)
     manifest = json.loads((root / "manifest.json").read_text())
     for track in manifest["splits"]["train"]:  # every chunk of every training track holds a NaN
-        split = "train"
-        poison(root, split, track, "alto", every=4000)
+        poison(root, "train", track, "alto", every=4000)
     out = tmp_path / "out"
     run = subprocess.run(
         [
