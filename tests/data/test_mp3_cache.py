@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.signal
 import torch
 
 from musicbench.audio.mp3 import Mp3Codec
+from musicbench.data import mp3_cache
 from musicbench.data.index import FolderIndex, TrackIndex
 from musicbench.data.mp3_cache import META_NAME, CleanItem, PairCache, PairTrack, entry_key
 from musicbench.data.musdb_index import MusdbIndex
 from musicbench.data.splits import SPLITS
+from musicbench.data.tracks import DatasetError
+from musicbench.metrics.sdr import snr
 from musicbench.utils.files import sha256_file
 
 SATB = ["soprano", "alto", "tenor", "bass"]
@@ -111,3 +117,72 @@ def test_parallel_preparation_writes_the_same_pairs(tiny_chorales_root, tmp_path
         assert a.path.name == b.path.name  # same key
         # (not the bytes: libsndfile stamps float wav files with the time of writing)
         assert torch.equal(a.load()[0], b.load()[0]) and torch.equal(a.load()[1], b.load()[1])
+
+
+def _damage_entries(cache: Path, tiny_chorales_root: Path):
+    index = MusdbIndex(tiny_chorales_root, SATB, SR)
+    (pair,) = prepare(index, cache, splits=["valid"])["valid"]
+    return index, pair, [t.detach().clone() for t in pair.load()]
+
+
+def _snr(pair: PairTrack) -> float:
+    degraded, clean = pair.load()
+    return float(snr(clean[0], degraded))
+
+
+def test_truncated_cache_file_is_rebuilt_with_a_warning(tiny_chorales_root, tmp_path, caplog):
+    index, pair, pristine = _damage_entries(tmp_path / "cache", tiny_chorales_root)
+    normal = _snr(pair)
+    clean = pair.path / "clean.wav"
+    clean.write_bytes(
+        clean.read_bytes()[: clean.stat().st_size // 3]
+    )  # a truncated copy, as after a full disk
+    with caplog.at_level(logging.WARNING, logger="musicbench.data.mp3_cache"):
+        (again,) = prepare(index, tmp_path / "cache", splits=["valid"])["valid"]
+    assert f"MP3 pair cache entry {pair.path}" in caplog.text and "clean.wav has" in caplog.text
+    assert again.path == pair.path
+    loaded = again.load()
+    assert torch.equal(loaded[0], pristine[0]) and torch.equal(loaded[1], pristine[1])
+    assert _snr(again) == normal
+
+
+def test_altered_cache_file_is_caught_by_its_checksum(tiny_chorales_root, tmp_path, caplog):
+    index, pair, pristine = _damage_entries(tmp_path / "cache", tiny_chorales_root)
+    degraded = pair.path / "degraded.wav"
+    data = bytearray(degraded.read_bytes())
+    data[-400:-200] = bytes(200)  # same size and header, other samples
+    degraded.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="musicbench.data.mp3_cache"):
+        (again,) = prepare(index, tmp_path / "cache", splits=["valid"])["valid"]
+    assert "degraded.wav does not match its recorded sha256" in caplog.text
+    assert torch.equal(again.load()[0], pristine[0])
+
+
+def test_entries_without_checksums_are_rebuilt(tiny_chorales_root, tmp_path, caplog):
+    index, pair, pristine = _damage_entries(tmp_path / "cache", tiny_chorales_root)
+    meta = json.loads((pair.path / META_NAME).read_text())
+    del meta["files"]
+    (pair.path / META_NAME).write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="musicbench.data.mp3_cache"):
+        (again,) = prepare(index, tmp_path / "cache", splits=["valid"])["valid"]
+    assert "written without file checksums" in caplog.text
+    assert "files" in json.loads((again.path / META_NAME).read_text())
+
+
+def test_checksums_are_verified_once_per_process(tiny_chorales_root, tmp_path, monkeypatch):
+    index, pair, _ = _damage_entries(tmp_path / "cache", tiny_chorales_root)
+    mp3_cache._VERIFIED.clear()
+    hashed = []
+    real = mp3_cache.sha256_file
+    monkeypatch.setattr(mp3_cache, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    for _ in range(3):
+        prepare(index, tmp_path / "cache", splits=["valid"])
+    assert sorted(n for n in hashed if n in mp3_cache.PAIR_FILES) == ["clean.wav", "degraded.wav"]
+
+
+def test_a_pair_truncated_after_opening_is_refused_when_read(tiny_chorales_root, tmp_path):
+    _, pair, _ = _damage_entries(tmp_path / "cache", tiny_chorales_root)
+    clean = pair.path / "clean.wav"
+    clean.write_bytes(clean.read_bytes()[: clean.stat().st_size // 2])
+    with pytest.raises(DatasetError, match=r"clean.wav ends at sample \d+, its cache entry says"):
+        pair.load()

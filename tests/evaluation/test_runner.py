@@ -201,3 +201,23 @@ def test_a_track_whose_data_changed_is_evaluated_again_the_others_reused(tmp_pat
     assert json.loads((tmp_path / "results" / "t2.json").read_text())["data_fingerprint"] == "c"
     with pytest.raises(ValueError, match="1 of 2 tracks have no results .*: t2"):
         ev.merge(changed, tmp_path, "d1", fingerprints={"t1": "a", "t2": "other"})
+
+
+@dataclass
+class NanReferenceTrack(FakeTrack):
+    def load(self):
+        mixture, targets = super().load()
+        targets[1, 0, 321] = math.nan
+        return mixture, targets
+
+
+def test_nan_reference_is_reported_as_nonfinite_not_silent(tmp_path):
+    def lenient(reference, estimate):  # a metric that does not check its input: NaN goes through
+        return (reference - estimate).square().mean(dim=(-2, -1))
+
+    ev = Evaluator({"global_sdr": global_sdr, "lenient": lenient}, progress=False)
+    ev.evaluate([NanReferenceTrack("t1", 1)], _noisy_estimate(0.1), tmp_path, digest="x")
+    notes = json.loads((tmp_path / "results" / "t1.json").read_text())["notes"]
+    assert any("global_sdr=nan: reference contains NaN at item 1, channel 0, sample 321" in n for n in notes)
+    assert any("b/lenient=nan: reference contains NaN/Inf" in n for n in notes)
+    assert not any("silent" in n for n in notes)

@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from musicbench.audio.finite import first_nonfinite, nonfinite_message
 from musicbench.errors import UserError
 from musicbench.utils.files import atomic_path
 
@@ -42,6 +43,10 @@ def read_audio(
 
     Returns:
         ``(audio, sample_rate)`` with audio of shape ``(channels, samples)`` and the rate in Hz.
+
+    Raises:
+        AudioFileError: the file is missing or unreadable, or (float formats) it holds NaN/±inf; the
+            message names the file and, for a non-finite value, its channel and sample position.
     """
     path = Path(path)
     if not path.is_file():
@@ -52,7 +57,14 @@ def read_audio(
         raise AudioFileError(
             f"cannot read audio file {path}: {exc}. Is it a complete, valid audio file?"
         ) from exc
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    bad = first_nonfinite(audio)
+    if bad is not None:
+        raise AudioFileError(
+            f"audio file {path} contains {nonfinite_message(audio, bad, offset=frame_offset)}; "
+            "replace the file (only float formats can hold NaN/inf)"
+        )
+    return audio, int(sr)
 
 
 def write_audio(

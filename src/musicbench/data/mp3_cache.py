@@ -4,6 +4,11 @@ A pair is stored as float wav files in ``<cache_dir>/<codec name>/<key>/{clean,d
 ``meta.json``, written last: an entry without it is unfinished, and every file is written atomically.
 ``key`` hashes the clean file's content, every codec setting and the rate, so any change gives a new entry
 and never a stale hit. Missing entries are encoded in worker processes, with a progress bar.
+
+``meta.json`` records each file's size, length (frames) and sha256. An entry is verified when it is used:
+size and the header's length every time, the sha256 once per process (remembered by path, size and
+modification time). An entry that fails (a truncated, altered or missing file, an older format) is
+prepared again, with a warning that names it and what was wrong.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import soxr
 import torch
 from torch import Tensor
 
-from musicbench.audio.io import AudioFileError, read_audio, write_audio
+from musicbench.audio.io import AudioFileError, audio_info, read_audio, write_audio
 from musicbench.audio.mp3 import CodecError, Mp3Codec, to_channels
 from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
-from musicbench.utils.files import write_json_atomic
+from musicbench.utils.files import sha256_file, write_json_atomic
 from musicbench.utils.hashcache import FileHashes, file_hashes
 from musicbench.utils.progress import progress_bar
 from musicbench.utils.provenance import digest_of
@@ -33,8 +38,11 @@ from musicbench.utils.provenance import digest_of
 log = logging.getLogger(__name__)
 
 CLEAN = "clean"
-CACHE_VERSION = 1  # bump when the stored format or the round trip itself changes
+CACHE_VERSION = 1  # bump when the round trip itself changes (it is part of every key)
 META_NAME = "meta.json"
+PAIR_FILES = ("clean.wav", "degraded.wav")
+# Files whose sha256 matched in this process, by (path, size, mtime in ns): hashed once per process.
+_VERIFIED: set[tuple[str, int, int]] = set()
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class PairTrack:
     def load(self, frame_offset: int = 0, num_frames: int = -1) -> tuple[Tensor, Tensor]:
         """``(degraded (C, T), clean (1, C, T))`` float32 from ``frame_offset`` for ``num_frames`` samples."""
         length = self.num_frames - frame_offset if num_frames < 0 else num_frames
+        expected = max(0, min(length, self.num_frames - frame_offset))
         parts = []
         for name in ("degraded", "clean"):
             file = self.path / f"{name}.wav"
@@ -110,7 +119,12 @@ class PairTrack:
                 raise DatasetError(
                     f"pair {self.name!r}: {exc}; delete {self.path} to prepare it again"
                 ) from exc
-            parts.append(fit_length(audio, max(0, min(length, self.num_frames - frame_offset))))
+            if audio.shape[-1] < expected:  # the file changed after the entry was verified
+                raise DatasetError(
+                    f"pair {self.name!r}: {file} ends at sample {frame_offset + audio.shape[-1]}, its cache "
+                    f"entry says {self.num_frames}; delete {self.path} to prepare it again"
+                )
+            parts.append(fit_length(audio, expected))
         return parts[0], parts[1][None]
 
     def fingerprint(self, hashes: FileHashes) -> str:
@@ -137,6 +151,14 @@ def prepare_pair(item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: 
         raise DatasetError(f"cannot encode {item.name!r} ({item.path}) as MP3 {codec.name}: {exc}") from exc
     write_audio(entry_dir / "clean.wav", clean, sample_rate, subtype="FLOAT")
     write_audio(entry_dir / "degraded.wav", degraded, sample_rate, subtype="FLOAT")
+    files = {
+        name: {
+            "bytes": (entry_dir / name).stat().st_size,
+            "frames": int(clean.shape[-1]),
+            "sha256": sha256_file(entry_dir / name),
+        }
+        for name in PAIR_FILES
+    }
     meta = {
         "name": item.name,
         "source_path": str(item.path),
@@ -146,9 +168,47 @@ def prepare_pair(item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: 
         "num_frames": int(clean.shape[-1]),
         "num_channels": int(clean.shape[0]),
         "cache_version": CACHE_VERSION,
+        "files": files,
     }
     write_json_atomic(entry_dir / META_NAME, meta)  # last: its presence marks a complete entry
     return meta
+
+
+def entry_problem(entry_dir: Path) -> str | None:
+    """What is wrong with the finished entry ``entry_dir`` (``None``: nothing).
+
+    Checks the format version, then each file's size and header length against ``meta.json``, then its
+    sha256 (once per process and file version: a file that matched is remembered by path, size and
+    modification time).
+    """
+    try:
+        meta = json.loads((entry_dir / META_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return f"unreadable {META_NAME}: {exc}"
+    if meta.get("cache_version") != CACHE_VERSION:
+        return f"written by cache version {meta.get('cache_version')}, this is version {CACHE_VERSION}"
+    if not isinstance(meta.get("files"), dict):
+        return "written without file checksums (by an older musicbench)"
+    for name in PAIR_FILES:
+        path, want = entry_dir / name, meta["files"].get(name) or {}
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{name} is missing"
+        if stat.st_size != want.get("bytes"):
+            return f"{name} has {stat.st_size} bytes, {want.get('bytes')} were written"
+        try:
+            frames = audio_info(path).frames
+        except AudioFileError as exc:
+            return str(exc)
+        if frames != want.get("frames") or frames != meta.get("num_frames"):
+            return f"{name} has {frames} samples, {want.get('frames')} were written"
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _VERIFIED:
+            if sha256_file(path) != want.get("sha256"):
+                return f"{name} does not match its recorded sha256 (altered after it was written)"
+            _VERIFIED.add(key)
+    return None
 
 
 def open_pair(item: CleanItem, entry_dir: Path) -> PairTrack:
@@ -203,7 +263,7 @@ class PairCache:
             for group, group_items in items.items()
         }
         hashes.save()
-        todo = [(it, d) for pairs in entries.values() for it, d in pairs if not (d / META_NAME).is_file()]
+        todo = [(it, d) for pairs in entries.values() for it, d in pairs if not self._usable(it, d)]
         if todo:
             total = sum(len(e) for e in entries.values())
             log.info(
@@ -211,6 +271,25 @@ class PairCache:
             )
             self._encode_all(todo, "/".join(entries))
         return {group: [open_pair(it, d) for it, d in pairs] for group, pairs in entries.items()}
+
+    def _usable(self, item: CleanItem, entry: Path) -> bool:
+        """Whether ``entry`` is finished and verified; a finished entry that fails verification is marked
+        unfinished (its ``meta.json`` removed, so a crash while rebuilding cannot leave it trusted) with a
+        warning that names it."""
+        if not (entry / META_NAME).is_file():
+            return False
+        problem = entry_problem(entry)
+        if problem is None:
+            return True
+        log.warning(
+            "MP3 pair cache entry %s (%s, %s) is invalid: %s; preparing it again",
+            entry,
+            item.name,
+            item.path,
+            problem,
+        )
+        (entry / META_NAME).unlink(missing_ok=True)
+        return False
 
     def _encode_all(self, todo: list[tuple[CleanItem, Path]], label: str) -> None:
         with progress_bar(self.progress, label=f"mp3 pairs {label}") as bar:

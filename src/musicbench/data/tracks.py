@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from musicbench.audio.finite import first_nonfinite, nonfinite_message
 from musicbench.audio.io import AudioFileError, read_audio
 from musicbench.errors import UserError
 from musicbench.utils.hashcache import FileHashes
@@ -187,6 +188,12 @@ class Track:
             ) from exc
         # stempeg gives (streams, samples, channels); ffmpeg's -t rounds to whole samples, so fix the length.
         tensor = torch.from_numpy(np.ascontiguousarray(audio.transpose(0, 2, 1)))
+        bad = first_nonfinite(tensor)
+        if bad is not None:
+            raise DatasetError(
+                f"track {self.name!r} ({self.split}): {self.path} stream {names[bad[0]]!r} decodes to "
+                f"{nonfinite_message(tensor[bad[0]], bad[1:], offset=frame_offset)}; replace the file"
+            )
         return fit_length(tensor, length)
 
 

@@ -325,12 +325,15 @@ def _explain_nonfinite(scores, reference, estimate, sources, skip=frozenset()) -
         for metric, v in scores[source].items():
             if math.isfinite(v) or metric in skip:
                 continue
-            if not reference[i].abs().amax() > 0:
+            # Non-finite first: NaN compares false with everything, so NaN audio would pass as "silent".
+            if not torch.isfinite(reference[i]).all():
+                why = "reference contains NaN/Inf"
+            elif not torch.isfinite(estimate[i]).all():
+                why = "estimate contains NaN/Inf"
+            elif not reference[i].abs().amax() > 0:
                 why = "reference is digitally silent"
             elif torch.equal(reference[i], estimate[i]):
                 why = "estimate equals the reference (no error)"
-            elif not torch.isfinite(estimate[i]).all():
-                why = "estimate contains NaN/Inf"
             else:
                 why = "all frames undefined (silent reference or estimate in every frame)"
             notes.append(f"{source}/{metric}={v}: {why}")

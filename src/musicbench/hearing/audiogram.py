@@ -40,6 +40,10 @@ FULL_STANDARD_AUDIOGRAM_FREQUENCIES: Final = (
     16000,
 )
 
+# Hearing thresholds outside this range (dB HL) are not measurements: audiometers go from -10 (or -20) to
+# 120 dB HL. A value such as 500 is a typo or a unit mix-up, and would drive the ear models out of range.
+LEVEL_RANGE_DB_HL: Final = (-20.0, 120.0)
+
 # The keys of one listener in the Cadenza/Clarity listeners JSON files.
 LISTENER_KEYS: Final = ("name", "audiogram_cfs", "audiogram_levels_l", "audiogram_levels_r")
 
@@ -60,6 +64,18 @@ def _as_readonly_vector(values: Any, field: str) -> np.ndarray:
     # Frozen dataclass + read-only arrays: an audiogram cannot be changed after validation.
     array.setflags(write=False)
     return array
+
+
+def check_levels(levels: np.ndarray, frequencies: Sequence[float] | np.ndarray, field: str) -> None:
+    """Raise ``ValueError`` naming ``field``, the frequency and the value of the first threshold outside
+    :data:`LEVEL_RANGE_DB_HL` (or not finite)."""
+    lo, hi = LEVEL_RANGE_DB_HL
+    for freq, level in zip(np.asarray(frequencies, dtype=np.float64), np.asarray(levels), strict=True):
+        if not lo <= float(level) <= hi:  # also catches NaN
+            raise ValueError(
+                f"{field}: {float(level):g} dB HL at {float(freq):g} Hz is outside [{lo:g}, {hi:g}] dB HL; "
+                "hearing thresholds are in dB HL (0 = normal hearing)"
+            )
 
 
 # What an audiogram's levels or frequencies may be given as: numbers in a sequence, an array or a tensor.
@@ -97,6 +113,7 @@ class Audiogram:
             raise ValueError(
                 f"Audiogram.frequencies must be strictly increasing (Hz), got {frequencies.tolist()}"
             )
+        check_levels(levels, frequencies, "Audiogram.levels")
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "frequencies", frequencies)
 

@@ -37,7 +37,8 @@ Ill-posed inputs: where the Gram matrix is numerically rank-deficient without be
 Frames follow museval: ``nwin = (T - win) // hop + 1`` full frames starting at ``t * hop`` when
 ``win < T`` (a trailing partial frame is dropped), else one frame covering the whole signal. A frame in
 which any reference or any estimate is digitally silent (its sum over channels is all zeros) gives NaN for
-every metric of every source. A reference or estimate silent over the whole signal raises ``ValueError``.
+every metric of every source. A reference or estimate silent over the whole signal raises ``ValueError``, as
+does empty input or a NaN/±inf sample (museval would return NaN in every frame of that source).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 
 from musicbench.audio.fft import next_fast_len
+from musicbench.metrics._checks import check_audio
 
 __all__ = ["bsseval", "bsseval_metric", "METRICS"]
 
@@ -61,6 +63,7 @@ _SOLVE_BUDGET = 1024 * 2**20  # bytes of Gram matrices per batch of v3 frames
 _CHOLESKY_RTOL = 1e-12  # smallest Cholesky pivot^2 / largest diagonal entry of G accepted as regular
 _PROPORTIONAL_TOL = 1e-12  # 1 - rho^2 below which two reference channels count as proportional (L = R)
 _XCORR_NFFT = 16384  # FFT size of the blocks of the long correlations
+_AXES = ("source", "channel", "sample")  # named in the errors on non-finite input
 
 
 def bsseval(
@@ -105,7 +108,9 @@ def bsseval(
         assigned to each reference (``perm[j, t]``).
 
     Raises:
-        ValueError: mismatched shapes, an unknown mode, or a reference/estimate silent over the whole signal.
+        ValueError: mismatched shapes, an unknown mode, empty input, NaN/±inf in ``references`` or
+            ``estimates`` (the message names the argument, source, channel and sample), or a
+            reference/estimate silent over the whole signal.
     """
     if mode not in ("v3", "v4"):
         raise ValueError(f"mode must be 'v3' or 'v4', got {mode!r}")
@@ -203,6 +208,8 @@ def _prepare(
         raise ValueError(
             f"expected (sources, channels, samples), got {tuple(ref.shape)} and {tuple(est.shape)}"
         )
+    check_audio(ref, "references", _AXES)
+    check_audio(est, "estimates", _AXES)
     if padding and est.shape[-1] != ref.shape[-1]:
         nsampl = ref.shape[-1]
         est = (

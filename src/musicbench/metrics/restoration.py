@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from musicbench.metrics._checks import check_pair
 from musicbench.metrics.sdr import si_sdr, snr
 
 __all__ = ["improvement", "log_spectral_distance", "si_sdr", "snr"]
@@ -60,6 +61,7 @@ def log_spectral_distance(
             f"expected reference and estimate of one shape (..., channels, samples), got "
             f"{tuple(reference.shape)} and {tuple(estimate.shape)}"
         )
+    check_pair(reference, estimate)
     freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
     top = sample_rate / 2 if max_freq is None else max_freq
     band = (freqs >= min_freq) & (freqs <= top)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from musicbench.metrics._checks import check_pair
+
 MDX_EPS = 1e-7  # the delta of the MDX/SDX challenge's global SDR (added to numerator and denominator)
 
 
@@ -74,9 +76,11 @@ def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, zero_mean: bool = Tr
 
 
 def _check_shapes(reference: torch.Tensor, estimate: torch.Tensor) -> None:
+    """Same shape ``(..., channels, samples)``, not empty, finite; else ``ValueError`` naming the argument."""
     if reference.shape != estimate.shape:
         raise ValueError(
             f"reference {tuple(reference.shape)} and estimate {tuple(estimate.shape)} differ in shape"
         )
     if reference.ndim < 2:
         raise ValueError(f"expected (..., channels, samples), got shape {tuple(reference.shape)}")
+    check_pair(reference, estimate)

@@ -12,12 +12,59 @@ from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from musicbench.audio.chunking import chunked_apply
+from musicbench.errors import UserError
 from musicbench.evaluation.systems import MODEL
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., object]
+
+
+class NonFiniteTrainingError(UserError, RuntimeError):
+    """A training loss or the monitored validation metric is NaN/±inf; training stops before any checkpoint
+    of that state is written."""
+
+
+class FiniteGuard(pl.Callback):
+    """Stops training on a non-finite loss or monitored metric, before a checkpoint can record it.
+
+    - Every loss is checked just before its backward pass (``on_before_backward``: automatic and manual
+      optimisation alike), so no optimizer step applies a NaN gradient.
+    - After validation, the metric of every ``ModelCheckpoint`` (``monitor``, e.g. ``val/sdr``) is checked in
+      ``on_validation_end``. Lightning runs checkpoint callbacks after all others, so this runs first: a NaN
+      metric never becomes a "best" checkpoint (Lightning would save it as the first best, ``sdrnan``).
+
+    :class:`System` adds it to every training through ``configure_callbacks``.
+    """
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        finite = torch.isfinite(loss.detach())
+        if not bool(finite.all()):
+            value = float(loss.detach()[~finite].flatten()[0])
+            raise NonFiniteTrainingError(
+                f"training loss is {value} at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}): no checkpoint of this state is written. Check the data "
+                "(mb-data verify) and lower the learning rate (model.optimizer.lr) or enable gradient clipping "
+                "(trainer.gradient_clip_val)"
+            )
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return  # as ModelCheckpoint: only validations during fit can save checkpoints
+        for cb in trainer.checkpoint_callbacks:
+            monitor = getattr(cb, "monitor", None)
+            value = trainer.callback_metrics.get(monitor) if monitor else None
+            if value is not None and not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                raise NonFiniteTrainingError(
+                    f"validation metric {monitor} is {float(value)} after epoch {trainer.current_epoch} "
+                    f"(step {trainer.global_step}): training stops before a checkpoint ranks it as best. "
+                    "The model's estimates are not finite: lower the learning rate (model.optimizer.lr) or "
+                    "enable gradient clipping (trainer.gradient_clip_val)"
+                )
 
 
 def track_seed(name: str, base: int = 0) -> int:
@@ -107,6 +154,10 @@ class System(pl.LightningModule):
         return {MODEL: self.separate(audio.unsqueeze(0))[0]}
 
     # --- optimisation --------------------------------------------------------------------------------
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Callbacks every training of a System needs: the :class:`FiniteGuard`."""
+        return [FiniteGuard()]
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         if self.optimizer_factory is None or not params:

@@ -182,10 +182,13 @@ def test_batched_equals_items():
     assert float(shared[0]) == float(batched[0])
 
 
-def test_empty_reference():
+def test_empty_input_is_refused():
+    # pyclarity scores an empty reference 1 (empty processed) or 0: no measurement, so it is refused.
     empty = torch.zeros(0, dtype=torch.float64)
-    assert float(haaqi(empty, empty, 24000, 24000, AUDIOGRAMS["normal"])) == 1.0
-    assert float(haaqi(empty, torch.ones(10), 24000, 24000, AUDIOGRAMS["normal"])) == 0.0
+    with pytest.raises(ValueError, match="reference is empty"):
+        haaqi(empty, empty, 24000, 24000, AUDIOGRAMS["normal"])
+    with pytest.raises(ValueError, match="processed is empty"):
+        haaqi(torch.ones(10), empty, 24000, 24000, AUDIOGRAMS["normal"])
 
 
 def _hook_after(seed: int, draws: int, n: int):

@@ -18,6 +18,7 @@ import scipy.signal
 import torch
 
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
+from musicbench.metrics._checks import check_audio, check_finite_number
 from musicbench.metrics.haaqi.dsp import FloatArray, rms, shift_rows
 from musicbench.metrics.haaqi.ear import (
     HAAQI_AUDIOGRAM_FREQUENCIES,
@@ -135,6 +136,11 @@ def ear_model(
         ``(reference_db, reference_bm, processed_db, processed_bm, reference_sl, processed_sl, 24000)``:
         ``(nchan, T)`` envelopes in dB SL and BM motion, ``(nchan,)`` long-term levels in dB SL.
     """
+    if isinstance(itype, bool) or itype not in (0, 1, 2):
+        raise ValueError(f"itype must be 0 (intelligibility), 1 or 2 (quality), got {itype!r}")
+    check_finite_number(level1, "level1")
+    check_audio(reference, "reference", axes=("sample",))
+    check_audio(processed, "processed", axes=("sample",))
     device = reference.device
     backend = resolve_backend(backend, device)
     dt = torch.float64

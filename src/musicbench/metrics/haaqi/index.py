@@ -12,13 +12,18 @@ from typing import Any, SupportsInt, cast
 import numpy as np
 import torch
 
-from musicbench.hearing.audiogram import Audiogram
+from musicbench.hearing.audiogram import Audiogram, check_levels
+from musicbench.metrics._checks import check_audio, check_finite_number, check_real_float
 from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
 from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
 from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
 from musicbench.metrics.haaqi.noise import seed_from
 
 AudiogramLike = Audiogram | torch.Tensor | np.ndarray | Sequence[float]
+AudioLike = torch.Tensor | np.ndarray
+# pyclarity's HAAQI: 1 = the model adds NAL-R to the reference, 2 = the reference already has it. (Its ear
+# model's itype 0, intelligibility, belongs to HASPI and is not a HAAQI setting.)
+EQUALISATIONS = (1, 2)
 
 
 def _levels(audiogram: AudiogramLike) -> torch.Tensor:
@@ -32,13 +37,38 @@ def _levels(audiogram: AudiogramLike) -> torch.Tensor:
         raise ValueError(
             f"audiogram levels must be (6,) thresholds at {HAAQI_AUDIOGRAM_FREQUENCIES} Hz, got {tuple(levels.shape)}"
         )
+    check_levels(levels.cpu().numpy(), HAAQI_AUDIOGRAM_FREQUENCIES, "audiogram")
     return levels
 
 
+def _audio(x: AudioLike, name: str) -> torch.Tensor:
+    """``x`` as a float tensor (numpy arrays are converted), refused if integer, empty or non-finite."""
+    tensor = torch.as_tensor(x)
+    check_real_float(tensor, name)
+    check_audio(tensor, name, axes=("sample",))
+    return tensor
+
+
+def _check_settings(
+    reference_sr: float, processed_sr: float, equalisation: int, level1: float
+) -> tuple[float, float, int, float]:
+    """The validated scalar settings of a HAAQI call: ``ValueError`` naming the one at fault."""
+    for name, rate in (("reference_sr", reference_sr), ("processed_sr", processed_sr)):
+        if check_finite_number(rate, name) <= 0:
+            raise ValueError(f"{name} must be a positive sample rate in Hz, got {rate!r}")
+    if isinstance(equalisation, bool) or equalisation not in EQUALISATIONS:
+        raise ValueError(
+            f"equalisation must be 1 (HAAQI adds NAL-R to the reference) or 2 (the reference already "
+            f"has NAL-R), got {equalisation!r}"
+        )
+    level = check_finite_number(level1, "level1")
+    return float(reference_sr), float(processed_sr), int(equalisation), level
+
+
 def haaqi_v1(
-    reference: torch.Tensor,
+    reference: AudioLike,
     reference_sr: float,
-    processed: torch.Tensor,
+    processed: AudioLike,
     processed_sr: float,
     audiogram: AudiogramLike,
     equalisation: int = 1,
@@ -55,7 +85,14 @@ def haaqi_v1(
     Returns:
         ``(combined, nonlinear, linear, raw)``: 0-dim tensors and ``raw = (4,)`` =
         [cepstral high, BM sync 5, d_loud, d_norm].
+
+    Raises:
+        ValueError: as :func:`haaqi` (invalid settings, integer, empty or non-finite audio).
     """
+    reference, processed = _audio(reference, "reference"), _audio(processed, "processed")
+    reference_sr, processed_sr, equalisation, level1 = _check_settings(
+        reference_sr, processed_sr, equalisation, level1
+    )
     hearing_loss = _levels(audiogram).to(reference.device)
     backend = resolve_backend(backend, reference.device)
     ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, sample_rate = ear_model(
@@ -118,8 +155,8 @@ def _seeds(batch: int, generator: torch.Generator | None, seed: int | Sequence[i
 
 
 def haaqi(
-    reference: torch.Tensor,
-    processed: torch.Tensor,
+    reference: AudioLike,
+    processed: AudioLike,
     reference_sr: float,
     processed_sr: float,
     audiogram: AudiogramLike | Sequence[AudiogramLike],
@@ -135,13 +172,15 @@ def haaqi(
     reference_sr, audiogram, equalisation, level1)`` (note: reference first here).
 
     Args:
-        reference: ``(T_r,)`` or ``(batch, T_r)`` clean reference; RMS 1 = ``level1`` dB SPL.
+        reference: ``(T_r,)`` or ``(batch, T_r)`` clean reference, float (torch or numpy); RMS 1 =
+            ``level1`` dB SPL.
         processed: ``(T_p,)`` or ``(batch, T_p)`` processed signal (hearing-aid output, with its gain).
         reference_sr, processed_sr: sample rates in Hz (both are resampled to 24 kHz internally).
         audiogram: the listener's ``Audiogram`` (resampled to 250 ... 6000 Hz) or ``(6,)`` thresholds in
             dB HL at those frequencies; for a batch, one per item or one shared.
-        equalisation: 1 = add NAL-R to the reference inside the model, 2 = the reference already has it.
-        level1: dB SPL of a signal with RMS 1.
+        equalisation: 1 = add NAL-R to the reference inside the model, 2 = the reference already has it
+            (the only values pyclarity's HAAQI defines).
+        level1: dB SPL of a signal with RMS 1 (finite).
         generator: torch generator from which each item's noise seed is drawn.
         seed: instead of ``generator``: an int (item ``i`` uses ``seed + i``) or one seed per item.
         noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity tests).
@@ -151,7 +190,13 @@ def haaqi(
 
     Returns:
         ``()`` score for 1-D inputs, ``(batch,)`` scores for 2-D inputs (float64, on the input's device).
-        An empty reference scores 1 if the processed signal is empty too, 0 otherwise (as pyclarity).
+
+    Raises:
+        ValueError: naming the argument: ``equalisation`` not 1 or 2; ``level1`` or a sample rate not
+            finite (or a rate not positive); audiogram thresholds outside [-20, 120] dB HL; integer audio
+            (its scale is ambiguous: give float in [-1, 1], e.g. int16 / 32768); empty audio (pyclarity
+            scores an empty reference 1 or 0, which is no measurement); NaN/±inf samples (the message names
+            the item and sample).
 
     Items of a batch are scored in turn, each vectorised over its 32 bands and all samples (the numba
     kernels run the bands on all cores): after the input alignment every item has its own length,
@@ -166,6 +211,8 @@ def haaqi(
     with a processed signal at 24 or 32 kHz drifts out of time alignment and scores collapse (identical
     content: ~0.26). The default ``resampling="exact"`` has no such drift.
     """
+    reference, processed = _audio(reference, "reference"), _audio(processed, "processed")
+    _check_settings(reference_sr, processed_sr, equalisation, level1)
     single = reference.ndim == 1
     refs = reference[None] if single else reference
     procs = processed[None] if single else processed
@@ -179,9 +226,6 @@ def haaqi(
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
     scores = []
     for i in range(batch):
-        if refs.shape[-1] == 0:
-            scores.append(torch.tensor(1.0 if procs.shape[-1] == 0 else 0.0, dtype=torch.float64))
-            continue
         score, _, _, _ = haaqi_v1(
             refs[i],
             reference_sr,
