@@ -70,11 +70,16 @@ def test_an_unreadable_last_ckpt_falls_back_to_the_newest_readable_one(tmp_path,
     assert checkpoint_problem(last) is None
     _truncate(last)
     assert "last.ckpt" not in (checkpoint_problem(last) or "")  # a reason, e.g. a zip error
+    truncated = last.read_bytes()
     for ckpt_path in (None, "last"):
+        last.write_bytes(truncated)
         with caplog.at_level(logging.WARNING, logger="musicbench.checkpoints"):
             assert resume_checkpoint(ckpt_path, tmp_path) == str(newer)
         assert f"{last} cannot be read" in caplog.text and str(newer) in caplog.text
+        # Kept for inspection, out of the way of the next last.ckpt.
+        assert not last.exists() and (ckpts / "last.ckpt.unreadable").read_bytes() == truncated
     # Nothing readable left: an error that names the file and says what to do.
+    last.write_bytes(truncated)
     for p in ckpts.glob("epoch*.ckpt"):
         p.unlink()
     with pytest.raises(CheckpointError, match=r"last.ckpt cannot be read .* delete it to start this run afresh"):

@@ -129,7 +129,8 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | No
     start; ``"last"`` -> that file, or an error if missing; anything else -> that path, which must exist.
     Every candidate is checked (:func:`checkpoint_problem`): an unreadable ``last.ckpt`` falls back, with a
     warning, to the newest readable checkpoint of the same folder; an unreadable chosen file, or no
-    readable fallback, raises :class:`CheckpointError` naming the file and what to do.
+    readable fallback, raises :class:`CheckpointError` naming the file and what to do. An unreadable
+    ``last.ckpt`` that is replaced by a fallback is renamed ``last.ckpt.unreadable``.
     """
     ckpt_dir = Path(output_dir) / "checkpoints"
     last = ckpt_dir / LAST
@@ -147,11 +148,15 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | No
             return str(last)
         for other in sorted(_checkpoint_files(ckpt_dir), key=lambda p: p.stat().st_mtime, reverse=True):
             if other.name != LAST and checkpoint_problem(other) is None:
+                # Moved aside (kept for inspection), so the resumed run writes a new last.ckpt.
+                aside = last.with_name(LAST + ".unreadable")
+                last.replace(aside)
                 log.warning(
-                    "%s cannot be read (%s): resuming from %s instead, the newest readable checkpoint in "
-                    "that folder (the training after it is done again)",
+                    "%s cannot be read (%s; moved to %s): resuming from %s instead, the newest readable "
+                    "checkpoint in that folder (the training after it is done again)",
                     last,
                     problem,
+                    aside.name,
                     other,
                 )
                 return str(other)

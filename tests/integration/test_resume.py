@@ -2,7 +2,9 @@
 keeps its metric history; checkpoints that cannot be written or read fail loudly."""
 
 import csv
+import errno
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -11,8 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
-from musicbench.checkpoints import resume_step
+from musicbench import checkpoint_io
+from musicbench.checkpoints import CheckpointError, checkpoint_problem, resume_step
+from musicbench.train import train
+from musicbench.utils.config import CONFIG_DIR
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -107,3 +114,61 @@ def test_unwritable_checkpoint_folder_fails_before_training(tmp_path, tiny_chora
     assert f"checkpoint folder {run / 'checkpoints'} is not writable" in out.stderr + out.stdout
     assert not (run / "csv" / "metrics.csv").exists()  # it stopped before the first step
     assert not (run / "summary.json").exists()
+
+
+def _cfg(output_dir, chorales_root, *overrides, debug="tiny"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"debug={debug}",
+                f"paths.output_dir={output_dir}",
+                f"paths.chorales_root={chorales_root}",
+                "callbacks.progress_bar=null",
+                "test=false",
+                *overrides,
+            ],
+        )
+
+
+def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(tmp_path, tiny_chorales_root, monkeypatch):
+    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+    ckpts = tmp_path / "checkpoints"
+    before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
+
+    def disk_full(obj, f):
+        f.write(b"PK\x03\x04" + b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2"))
+    assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before  # the epoch-0 checkpoints, intact
+
+
+def test_a_truncated_last_ckpt_resumes_from_the_best_checkpoint(tmp_path, tiny_chorales_root, caplog):
+    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    (best,) = [p for p in (tmp_path / "checkpoints").glob("epoch*.ckpt")]
+    last.write_bytes(last.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="musicbench.checkpoints"):
+        _, objects = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2"))
+    assert f"{last} cannot be read" in caplog.text and f"resuming from {best}" in caplog.text
+    assert objects["trainer"].current_epoch == 2 and checkpoint_problem(last) is None
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # the new last.ckpt, of the second epoch
+    assert not list((tmp_path / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_fast_dev_run_writes_no_checkpoint_and_does_not_resume(tmp_path, tiny_chorales_root):
+    _, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+    assert objects["trainer"].global_step == 1
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+    # A run folder with a last.ckpt: fast_dev_run neither resumes from it (it trains its one batch from
+    # step 0) nor touches it.
+    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    _, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+    assert objects["trainer"].global_step == 1
+    assert last.read_bytes() == before
