@@ -33,7 +33,9 @@ def test_a_write_that_fails_midway_raises_and_keeps_the_previous_checkpoint(tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_io.torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*last.ckpt: No space left on device"):
+    with pytest.raises(
+        CheckpointError, match=r"could not write checkpoint .*last.ckpt: No space left on device"
+    ):
         io.save_checkpoint(_state(2.0), path)
     with pytest.raises(CheckpointError, match="epoch001.ckpt"):
         io.save_checkpoint(_state(2.0), tmp_path / "epoch001.ckpt")

@@ -82,7 +82,9 @@ def test_an_unreadable_last_ckpt_falls_back_to_the_newest_readable_one(tmp_path,
     last.write_bytes(truncated)
     for p in ckpts.glob("epoch*.ckpt"):
         p.unlink()
-    with pytest.raises(CheckpointError, match=r"last.ckpt cannot be read .* delete it to start this run afresh"):
+    with pytest.raises(
+        CheckpointError, match=r"last.ckpt cannot be read .* delete it to start this run afresh"
+    ):
         resume_checkpoint(None, tmp_path)
     # A checkpoint given by path is not replaced by another one.
     with pytest.raises(CheckpointError, match=f"ckpt_path={last} cannot be read"):

@@ -36,7 +36,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     on disk and loads back; any failure (disk full, no permission, unreadable result) raises
     :class:`CheckpointError` naming the file, and no partial file is left under that name."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         path = Path(path)

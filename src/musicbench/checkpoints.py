@@ -56,7 +56,9 @@ class ConfigInCheckpoint(pl.Callback):
 def rng_states() -> dict[str, Any]:
     """The global RNG states of this process: torch (CPU and, once initialised, CUDA), numpy, python; in
     types that ``torch.load(weights_only=True)`` reads (tensors, lists, numbers), as Lightning loads."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    cuda = (
+        torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    )
     name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     return {
         "torch": torch.get_rng_state(),
@@ -95,13 +97,19 @@ class RNGStateInCheckpoint(pl.Callback):
     def __init__(self) -> None:
         self._loaded: Mapping[str, Any] | None = None
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
         checkpoint[RNG_KEY] = rng_states()
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
         self._loaded = checkpoint.get(RNG_KEY)
         if self._loaded is None:
-            log.warning("the checkpoint holds no RNG states: the resumed run will not match an uninterrupted one")
+            log.warning(
+                "the checkpoint holds no RNG states: the resumed run will not match an uninterrupted one"
+            )
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._loaded is not None:
@@ -119,7 +127,9 @@ def _keeps_workers(loaders: Any) -> bool:
         loaders = list(loaders.values())
     if not isinstance(loaders, (list, tuple)):
         loaders = [loaders]
-    return any(getattr(dl, "persistent_workers", False) and getattr(dl, "num_workers", 0) > 0 for dl in loaders)
+    return any(
+        getattr(dl, "persistent_workers", False) and getattr(dl, "num_workers", 0) > 0 for dl in loaders
+    )
 
 
 def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | None:

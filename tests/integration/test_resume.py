@@ -55,7 +55,9 @@ def _logged_steps(metrics_csv: Path) -> list[int]:
 
 
 def _final_state(run: Path) -> tuple[dict, dict, str]:
-    weights = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    weights = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
     summary = json.loads((run / "summary.json").read_text())
     return weights, summary["systems"], (run / "csv" / "metrics.csv").read_text()
 
@@ -68,7 +70,10 @@ def test_sigkill_mid_epoch_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tin
     # Kill -9 in the second epoch, after the checkpoint of the first epoch and a logged step past it.
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen(
-        _cmd(tiny_chorales_root, interrupted), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cmd(tiny_chorales_root, interrupted),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 600
     try:
@@ -132,7 +137,9 @@ def _cfg(output_dir, chorales_root, *overrides, debug="tiny"):
         )
 
 
-def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(tmp_path, tiny_chorales_root, monkeypatch):
+def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(
+    tmp_path, tiny_chorales_root, monkeypatch
+):
     train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
     ckpts = tmp_path / "checkpoints"
     before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
