@@ -179,3 +179,14 @@ def test_fast_dev_run_writes_no_checkpoint_and_does_not_resume(tmp_path, tiny_ch
     _, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
     assert objects["trainer"].global_step == 1
     assert last.read_bytes() == before
+
+
+def test_a_resume_with_dataloader_workers_matches_an_uninterrupted_run(tmp_path, tiny_chorales_root):
+    """Workers kept between epochs (persistent) draw no new base seed at an epoch start; the resumed run
+    accounts for that too."""
+    common = ("data.num_workers=1", "trainer.max_epochs=2")
+    reference, _ = train(_cfg(tmp_path / "a", tiny_chorales_root, *common))
+    train(_cfg(tmp_path / "b", tiny_chorales_root, "data.num_workers=1", "trainer.max_epochs=1"))
+    resumed, objects = train(_cfg(tmp_path / "b", tiny_chorales_root, *common))
+    assert objects["trainer"].train_dataloader.persistent_workers
+    assert resumed["val/sdr"] == reference["val/sdr"] and resumed["train/loss"] == reference["train/loss"]
