@@ -1,16 +1,25 @@
 """Checkpoints: resume, find, load (with configs of moved classes upgraded), the config callback."""
 
+import logging
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 
 from musicbench.checkpoints import (
     CONFIG_KEY,
+    RNG_KEY,
+    CheckpointError,
     ConfigInCheckpoint,
+    checkpoint_problem,
     find_checkpoint,
     load_checkpoint,
     resume_checkpoint,
+    resume_step,
+    rng_states,
+    set_rng_states,
     upgrade_config,
 )
 
@@ -23,16 +32,77 @@ def _touch(path, mtime=None):
     return path
 
 
+def _ckpt(path, mtime=None, step=0):
+    """A small readable training checkpoint (weights and the loop counter Lightning resumes with)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    loops = {"fit_loop": {"epoch_loop.state_dict": {"_batches_that_stepped": step}}}
+    torch.save({"state_dict": {"w": torch.ones(3)}, "global_step": step, "loops": loops}, path)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
 def test_resume_from_last_of_this_run_folder(tmp_path):
     assert resume_checkpoint(None, tmp_path) is None  # a fresh start
     with pytest.raises(FileNotFoundError, match="ckpt_path=last but .*last.ckpt does not exist"):
         resume_checkpoint("last", tmp_path)
-    last = _touch(tmp_path / "checkpoints" / "last.ckpt")
+    last = _ckpt(tmp_path / "checkpoints" / "last.ckpt", step=6)
     assert resume_checkpoint(None, tmp_path) == resume_checkpoint("last", tmp_path) == str(last)
-    other = _touch(tmp_path / "elsewhere.ckpt")
+    assert resume_step(last) == 6
+    other = _ckpt(tmp_path / "elsewhere.ckpt")
     assert resume_checkpoint(str(other), tmp_path) == str(other)
     with pytest.raises(FileNotFoundError, match="no such checkpoint file"):
         resume_checkpoint(str(tmp_path / "missing.ckpt"), tmp_path)
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_an_unreadable_last_ckpt_falls_back_to_the_newest_readable_one(tmp_path, caplog):
+    ckpts = tmp_path / "checkpoints"
+    _ckpt(ckpts / "epoch000-sdr1.00.ckpt", mtime=100)
+    newer = _ckpt(ckpts / "epoch001-sdr2.00.ckpt", mtime=200)
+    _truncate(_ckpt(ckpts / "epoch002-sdr3.00.ckpt", mtime=300))  # a write that was cut short
+    _touch(ckpts / ".last.x1.tmp.ckpt", mtime=400)  # the temporary file of a killed write
+    last = _ckpt(ckpts / "last.ckpt", mtime=500)
+    assert checkpoint_problem(last) is None
+    _truncate(last)
+    assert "last.ckpt" not in (checkpoint_problem(last) or "")  # a reason, e.g. a zip error
+    truncated = last.read_bytes()
+    for ckpt_path in (None, "last"):
+        last.write_bytes(truncated)
+        with caplog.at_level(logging.WARNING, logger="musicbench.checkpoints"):
+            assert resume_checkpoint(ckpt_path, tmp_path) == str(newer)
+        assert f"{last} cannot be read" in caplog.text and str(newer) in caplog.text
+        # Kept for inspection, out of the way of the next last.ckpt.
+        assert not last.exists() and (ckpts / "last.ckpt.unreadable").read_bytes() == truncated
+    # Nothing readable left: an error that names the file and says what to do.
+    last.write_bytes(truncated)
+    for p in ckpts.glob("epoch*.ckpt"):
+        p.unlink()
+    with pytest.raises(
+        CheckpointError, match=r"last.ckpt cannot be read .* delete it to start this run afresh"
+    ):
+        resume_checkpoint(None, tmp_path)
+    # A checkpoint given by path is not replaced by another one.
+    with pytest.raises(CheckpointError, match=f"ckpt_path={last} cannot be read"):
+        resume_checkpoint(str(last), tmp_path)
+    torch.save({"weights": 1}, ckpts / "other.ckpt")
+    assert "not a Lightning checkpoint" in checkpoint_problem(ckpts / "other.ckpt")
+
+
+def test_rng_states_survive_a_weights_only_load_and_restore_the_draws(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    states = rng_states()
+    torch.save({RNG_KEY: states}, tmp_path / "s.ckpt")
+    expected = torch.rand(3), np.random.rand(3), random.random()
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    set_rng_states(torch.load(tmp_path / "s.ckpt", weights_only=True)[RNG_KEY])  # as Lightning loads
+    again = torch.rand(3), np.random.rand(3), random.random()
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
 
 
 def test_find_the_newest_best_checkpoint_else_last(tmp_path):

@@ -1,5 +1,5 @@
-"""Checkpoints: the run config stored inside each one, which one a training resumes from, which one an
-evaluation loads, and loading it.
+"""Checkpoints: what each one holds besides Lightning's state (the run config, the RNG states), how they
+are written (atomically, verified), which one a training resumes from, which one an evaluation loads.
 
 ``mb-train`` stores the resolved run config in every checkpoint (:class:`ConfigInCheckpoint`), so a
 checkpoint file alone is enough for ``mb-eval`` to rebuild the model, its data and its evaluator.
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +24,7 @@ from musicbench.errors import CheckpointError, CheckpointNotFoundError
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "musicbench_config"
+RNG_KEY = "musicbench_rng"
 LAST = "last.ckpt"
 # Classes that moved: configs stored in older checkpoints name them by their old path.
 MOVED_TARGETS = {
@@ -49,28 +52,161 @@ class ConfigInCheckpoint(pl.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+def rng_states() -> dict[str, Any]:
+    """The global RNG states of this process: torch (CPU and, once initialised, CUDA), numpy, python; in
+    types that ``torch.load(weights_only=True)`` reads (tensors, lists, numbers), as Lightning loads."""
+    cuda = (
+        torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    )
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore states from :func:`rng_states` (CUDA only where there are as many devices)."""
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+class RNGStateInCheckpoint(pl.Callback):
+    """Stores the global RNG states in every checkpoint (``checkpoint["musicbench_rng"]``) and restores them
+    when training resumes, so a resumed run draws what the uninterrupted run drew (dropout masks, noise).
+
+    The states are taken when the checkpoint is written: at the end of an epoch with the configured
+    ``ModelCheckpoint``. The uninterrupted run then starts the next epoch with a new training DataLoader
+    iterator, which draws its base seed from torch's global RNG; a resumed run creates that iterator in
+    ``fit`` after ``on_fit_start``, so the states are restored there and the same draw follows. A
+    DataLoader with persistent workers keeps its iterator between epochs (no draw), so for one the
+    states are restored again in ``on_train_start``, after the resumed run's iterator exists.
+    Checkpoints written mid-epoch (``every_n_train_steps``) resume with Lightning's own mid-epoch logic
+    and are not covered. Under DDP the states of rank 0 are stored.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: Mapping[str, Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint[RNG_KEY] = rng_states()
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        self._loaded = checkpoint.get(RNG_KEY)
+        if self._loaded is None:
+            log.warning(
+                "the checkpoint holds no RNG states: the resumed run will not match an uninterrupted one"
+            )
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._loaded is not None:
+            set_rng_states(self._loaded)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._loaded is not None and _keeps_workers(trainer.train_dataloader):
+            set_rng_states(self._loaded)
+        self._loaded = None
+
+
+def _keeps_workers(loaders: Any) -> bool:
+    """Whether any of the training DataLoaders (one, or a list/dict of them) keeps its worker processes."""
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if not isinstance(loaders, (list, tuple)):
+        loaders = [loaders]
+    return any(
+        getattr(dl, "persistent_workers", False) and getattr(dl, "num_workers", 0) > 0 for dl in loaders
+    )
+
+
 def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | None:
     """Which checkpoint a training resumes from.
 
     ``None`` -> ``<output_dir>/checkpoints/last.ckpt`` if it exists (a requeued job resumes), else a fresh
     start; ``"last"`` -> that file, or an error if missing; anything else -> that path, which must exist.
+    Every candidate is checked (:func:`checkpoint_problem`): an unreadable ``last.ckpt`` falls back, with a
+    warning, to the newest readable checkpoint of the same folder; an unreadable chosen file, or no
+    readable fallback, raises :class:`CheckpointError` naming the file and what to do. An unreadable
+    ``last.ckpt`` that is replaced by a fallback is renamed ``last.ckpt.unreadable``.
     """
-    last = Path(output_dir) / "checkpoints" / LAST
-    if ckpt_path is None:
-        if last.is_file():
+    ckpt_dir = Path(output_dir) / "checkpoints"
+    last = ckpt_dir / LAST
+    if ckpt_path is None and not last.is_file():
+        return None
+    if ckpt_path == "last" and not last.is_file():
+        raise CheckpointNotFoundError(
+            f"ckpt_path=last but {last} does not exist: nothing to resume in this run "
+            "folder (same overrides as the original run?); drop ckpt_path to start fresh"
+        )
+    if ckpt_path in (None, "last"):
+        problem = checkpoint_problem(last)
+        if problem is None:
             log.info("resuming from %s", last)
             return str(last)
-        return None
-    if ckpt_path == "last":
-        if not last.is_file():
-            raise CheckpointNotFoundError(
-                f"ckpt_path=last but {last} does not exist: nothing to resume in this run "
-                "folder (same overrides as the original run?); drop ckpt_path to start fresh"
-            )
-        return str(last)
+        for other in sorted(_checkpoint_files(ckpt_dir), key=lambda p: p.stat().st_mtime, reverse=True):
+            if other.name != LAST and checkpoint_problem(other) is None:
+                # Moved aside (kept for inspection), so the resumed run writes a new last.ckpt.
+                aside = last.with_name(LAST + ".unreadable")
+                last.replace(aside)
+                log.warning(
+                    "%s cannot be read (%s; moved to %s): resuming from %s instead, the newest readable "
+                    "checkpoint in that folder (the training after it is done again)",
+                    last,
+                    problem,
+                    aside.name,
+                    other,
+                )
+                return str(other)
+        raise CheckpointError(
+            f"{last} cannot be read ({problem}) and no other checkpoint in {ckpt_dir} can: delete it to "
+            "start this run afresh, or pass ckpt_path=<a readable .ckpt>"
+        )
     if not Path(ckpt_path).is_file():
         raise CheckpointNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    problem = checkpoint_problem(ckpt_path)
+    if problem is not None:
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path} cannot be read ({problem}): pass another checkpoint, or drop ckpt_path "
+            "to start fresh"
+        )
     return str(ckpt_path)
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the training checkpoint ``path`` cannot be resumed from (truncated, corrupt, not a Lightning
+    checkpoint), or ``None`` if it can. Cheap: tensors are memory-mapped, not read."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as exc:  # a truncated zip, a bad pickle, ...: all mean "cannot be read"
+        return f"{type(exc).__name__}: {exc}"
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return "no 'state_dict': not a Lightning checkpoint"
+    return None
+
+
+def resume_step(path: str | Path) -> int:
+    """How many training batches the checkpoint ``path`` has done: the first step a run resumed from it
+    logs (Lightning logs metrics at this count, not at ``global_step``, which counts optimizer steps)."""
+    state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    loop = state.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return int(loop.get("_batches_that_stepped", state.get("global_step", 0)))
+
+
+def _checkpoint_files(ckpt_dir: Path) -> list[Path]:
+    """The ``*.ckpt`` files of a folder, without hidden ones (temporary files of a write in progress)."""
+    return [p for p in ckpt_dir.glob("*.ckpt") if not p.name.startswith(".") and p.is_file()]
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -81,7 +217,7 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     if path.is_dir():
         ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        best = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != LAST)
+        best = sorted(p for p in _checkpoint_files(ckpt_dir) if p.name != LAST)
         if best:
             return max(best, key=lambda p: p.stat().st_mtime)
         if (ckpt_dir / LAST).is_file():

@@ -10,7 +10,15 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from musicbench.checkpoints import ConfigInCheckpoint, best_checkpoint, load_checkpoint, resume_checkpoint
+from musicbench.checkpoint_io import AtomicCheckpointIO
+from musicbench.checkpoints import (
+    ConfigInCheckpoint,
+    RNGStateInCheckpoint,
+    best_checkpoint,
+    load_checkpoint,
+    resume_checkpoint,
+    resume_step,
+)
 from musicbench.data.identity import check_run_data, dataset_identity, naming_root_key
 from musicbench.errors import reported_errors
 from musicbench.evaluation.model import run_test
@@ -18,6 +26,7 @@ from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
 from musicbench.utils.files import write_text_atomic
 from musicbench.utils.hashcache import set_cache_dir
 from musicbench.utils.instantiate import instantiate_dict
+from musicbench.utils.loggers import resume_loggers
 from musicbench.utils.provenance import digest_of
 
 log = logging.getLogger(__name__)
@@ -41,13 +50,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     with naming_root_key(cfg):
         check_run_data(out_dir, dataset_identity(datamodule, progress=_progress(cfg)))
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-    # Not a config option: mb-eval rebuilds the model from the config inside the checkpoint.
-    callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(resolved)]
+    # Not config options: mb-eval rebuilds the model from the config inside the checkpoint, and a resumed
+    # run continues with the RNG states of the uninterrupted one.
+    callbacks = [
+        *instantiate_dict(cfg.get("callbacks"), "callbacks"),
+        ConfigInCheckpoint(resolved),
+        RNGStateInCheckpoint(),
+    ]
+    fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
+    # fast_dev_run saves nothing, so it does not pick up a run folder's last.ckpt either (unless told to).
+    ckpt = None if fast_dev_run and cfg.ckpt_path is None else resume_checkpoint(cfg.ckpt_path, out_dir)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if not fast_dev_run:  # (Lightning replaces the loggers under fast_dev_run)
+        resume_loggers(loggers, resume_step(ckpt) if ckpt else 0)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.ckpt_path, out_dir))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         _warn_if_time_capped(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.get("test") and not trainer.fast_dev_run:

@@ -284,7 +284,12 @@ class SplitLoaders(pl.LightningDataModule):
         if self.train_set is None:
             self.setup("fit")
         assert self.train_set is not None
-        return self._loader(self.train_set, self.batch_size, EpochSampler(self.samples_per_epoch))
+        sampler = EpochSampler(self.samples_per_epoch)
+        if self.trainer is not None:
+            # Start at the epoch Lightning passes to set_epoch next: DataLoader workers fetch their first
+            # items when the iterator is created, before that call (it matters when a run resumes).
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(self.train_set, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches; an empty list (Lightning then skips validation) when there are no tracks."""
