@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from musicbench.utils.loggers import resume_loggers
 from musicbench.utils.provenance import digest_of
 
 log = logging.getLogger(__name__)
+# Lightning 2.6's own use of torch's pytree API warns on every fit; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
