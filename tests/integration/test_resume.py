@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from musicbench import checkpoint_io
 from musicbench.checkpoints import checkpoint_problem, resume_step
 from musicbench.errors import CheckpointError
 from musicbench.train import train
-from musicbench.utils.config import CONFIG_DIR
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -122,26 +119,8 @@ def test_unwritable_checkpoint_folder_fails_before_training(tmp_path, tiny_chora
     assert not (run / "summary.json").exists()
 
 
-def _cfg(output_dir, chorales_root, *overrides, debug="tiny"):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"debug={debug}",
-                f"paths.output_dir={output_dir}",
-                f"paths.chorales_root={chorales_root}",
-                "callbacks.progress_bar=null",
-                "test=false",
-                *overrides,
-            ],
-        )
-
-
-def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(
-    tmp_path, tiny_chorales_root, monkeypatch
-):
-    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(tmp_path, tiny_train_cfg, monkeypatch):
+    train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=1"))
     ckpts = tmp_path / "checkpoints"
     before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
 
@@ -151,43 +130,43 @@ def test_a_full_disk_fails_the_run_and_leaves_no_truncated_checkpoint(
 
     monkeypatch.setattr(checkpoint_io.torch, "save", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device"):
-        train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2"))
+        train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=2"))
     assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before  # the epoch-0 checkpoints, intact
 
 
-def test_a_truncated_last_ckpt_resumes_from_the_best_checkpoint(tmp_path, tiny_chorales_root, caplog):
-    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+def test_a_truncated_last_ckpt_resumes_from_the_best_checkpoint(tmp_path, tiny_train_cfg, caplog):
+    train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=1"))
     last = tmp_path / "checkpoints" / "last.ckpt"
     (best,) = [p for p in (tmp_path / "checkpoints").glob("epoch*.ckpt")]
     last.write_bytes(last.read_bytes()[:1000])
     with caplog.at_level(logging.WARNING, logger="musicbench.checkpoints"):
-        _, objects = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2"))
+        _, objects = train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=2"))
     assert f"{last} cannot be read" in caplog.text and f"resuming from {best}" in caplog.text
     assert objects["trainer"].current_epoch == 2 and checkpoint_problem(last) is None
     assert torch.load(last, weights_only=False)["epoch"] == 1  # the new last.ckpt, of the second epoch
     assert not list((tmp_path / "checkpoints").glob("last-v*.ckpt"))
 
 
-def test_fast_dev_run_writes_no_checkpoint_and_does_not_resume(tmp_path, tiny_chorales_root):
-    _, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+def test_fast_dev_run_writes_no_checkpoint_and_does_not_resume(tmp_path, tiny_train_cfg):
+    _, objects = train(tiny_train_cfg(tmp_path, "test=false", "data.num_workers=0", debug="fdr"))
     assert objects["trainer"].global_step == 1
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
     # A run folder with a last.ckpt: fast_dev_run neither resumes from it (it trains its one batch from
     # step 0) nor touches it.
-    train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1"))
+    train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=1"))
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
-    _, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+    _, objects = train(tiny_train_cfg(tmp_path, "test=false", "data.num_workers=0", debug="fdr"))
     assert objects["trainer"].global_step == 1
     assert last.read_bytes() == before
 
 
-def test_a_resume_with_dataloader_workers_matches_an_uninterrupted_run(tmp_path, tiny_chorales_root):
+def test_a_resume_with_dataloader_workers_matches_an_uninterrupted_run(tmp_path, tiny_train_cfg):
     """Workers kept between epochs (persistent) draw no new base seed at an epoch start; the resumed run
     accounts for that too."""
     common = ("data.num_workers=1", "trainer.max_epochs=2")
-    reference, _ = train(_cfg(tmp_path / "a", tiny_chorales_root, *common))
-    train(_cfg(tmp_path / "b", tiny_chorales_root, "data.num_workers=1", "trainer.max_epochs=1"))
-    resumed, objects = train(_cfg(tmp_path / "b", tiny_chorales_root, *common))
+    reference, _ = train(tiny_train_cfg(tmp_path / "a", "test=false", *common))
+    train(tiny_train_cfg(tmp_path / "b", "test=false", "data.num_workers=1", "trainer.max_epochs=1"))
+    resumed, objects = train(tiny_train_cfg(tmp_path / "b", "test=false", *common))
     assert objects["trainer"].train_dataloader.persistent_workers
     assert resumed["val/sdr"] == reference["val/sdr"] and resumed["train/loss"] == reference["train/loss"]

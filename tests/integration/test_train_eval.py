@@ -8,57 +8,38 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from musicbench.train import train
-from musicbench.utils.config import CONFIG_DIR
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _cfg(tmp_path, chorales_root, *overrides, debug="tiny"):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"debug={debug}",
-                f"paths.output_dir={tmp_path}",
-                f"paths.chorales_root={chorales_root}",
-                "callbacks.progress_bar=null",
-                *overrides,
-            ],
-        )
-
-
-def test_fast_dev_run(tmp_path, tiny_chorales_root):
-    metrics, objects = train(_cfg(tmp_path, tiny_chorales_root, "data.num_workers=0", debug="fdr"))
+def test_fast_dev_run(tmp_path, tiny_train_cfg):
+    metrics, objects = train(tiny_train_cfg(tmp_path, "data.num_workers=0", debug="fdr"))
     assert objects["trainer"].global_step == 1
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
 
-def test_resume_continues_from_last_ckpt(tmp_path, tiny_chorales_root):
-    _, first = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=1", "test=false"))
+def test_resume_continues_from_last_ckpt(tmp_path, tiny_train_cfg):
+    _, first = train(tiny_train_cfg(tmp_path, "trainer.max_epochs=1", "test=false"))
     steps = first["trainer"].global_step
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     # Same run folder, no ckpt_path: as a requeued job, it resumes from last.ckpt and trains one more epoch.
-    _, second = train(_cfg(tmp_path, tiny_chorales_root, "trainer.max_epochs=2", "test=false"))
+    _, second = train(tiny_train_cfg(tmp_path, "trainer.max_epochs=2", "test=false"))
     assert second["trainer"].global_step == 2 * steps
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 1 and ckpt["musicbench_config"]["trainer"]["max_epochs"] == 2
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
-        train(_cfg(tmp_path / "other", tiny_chorales_root, "ckpt_path=last"))
+        train(tiny_train_cfg(tmp_path / "other", "ckpt_path=last"))
 
 
-def test_same_seed_same_metrics(tmp_path, tiny_chorales_root):
+def test_same_seed_same_metrics(tmp_path, tiny_train_cfg):
     runs = [
-        train(_cfg(tmp_path / str(i), tiny_chorales_root, "test=false", "trainer.max_epochs=1"))[0]
-        for i in range(2)
+        train(tiny_train_cfg(tmp_path / str(i), "test=false", "trainer.max_epochs=1"))[0] for i in range(2)
     ]
     assert runs[0]["val/sdr"] == runs[1]["val/sdr"]
-    other = train(_cfg(tmp_path / "s", tiny_chorales_root, "test=false", "trainer.max_epochs=1", "seed=7"))[0]
+    other = train(tiny_train_cfg(tmp_path / "s", "test=false", "trainer.max_epochs=1", "seed=7"))[0]
     assert other["val/sdr"] != runs[0]["val/sdr"]
 
 

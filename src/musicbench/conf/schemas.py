@@ -24,13 +24,19 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
-class TrainSchema:
-    """Top-level keys of ``train.yaml`` (``mb-train``)."""
+class RunSchema:
+    """Top-level keys shared by ``train.yaml`` and ``eval.yaml``."""
 
     task_name: str = MISSING
     name: str = MISSING
     seed: int = MISSING
     threads: Optional[int] = MISSING
+
+
+@dataclass
+class TrainSchema(RunSchema):
+    """Top-level keys of ``train.yaml`` (``mb-train``)."""
+
     ckpt_path: Optional[str] = MISSING
     run_id: Any = MISSING
     test: bool = MISSING
@@ -39,13 +45,9 @@ class TrainSchema:
 
 
 @dataclass
-class EvalSchema:
+class EvalSchema(RunSchema):
     """Top-level keys of ``eval.yaml`` (``mb-eval``)."""
 
-    task_name: str = MISSING
-    name: str = MISSING
-    seed: int = MISSING
-    threads: Optional[int] = MISSING
     ckpt_path: str = MISSING
     split: str = MISSING
     data_from_checkpoint: bool = MISSING
