@@ -29,8 +29,9 @@ def track_value(values: float | list[float]) -> float:
     return float(values)
 
 
-def load_results(results_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Read every ``results/<track>.json`` of a run folder: ``{track: result}``.
+def load_results(results_dir: str | Path, key: str = "track") -> dict[str, dict[str, Any]]:
+    """Read every ``results/<name>.json`` of a run folder: ``{result[key]: result}`` (``key``: the item's name,
+    ``track`` in evaluations).
 
     Hidden files are the temporaries of atomic writes (a ``kill -9`` during a write can leave one behind;
     another shard may be writing one right now): they are skipped.
@@ -45,7 +46,7 @@ def load_results(results_dir: str | Path) -> dict[str, dict[str, Any]]:
             raise ValueError(
                 f"corrupt results file {path}: {exc}; delete it to re-evaluate that track"
             ) from exc
-        out[data["track"]] = data
+        out[data[key]] = data
     return out
 
 

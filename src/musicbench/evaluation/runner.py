@@ -16,16 +16,14 @@ from typing import Any
 import torch
 
 from musicbench.errors import ConfigError
+from musicbench.evaluation.jobs import matching_results, run_jobs
 from musicbench.evaluation.results import (
     aggregate_summary,
-    load_results,
     track_value,
     write_scores_csv,
     write_summary,
 )
 from musicbench.evaluation.systems import BEST_OF_K, DIVERSITY, MODEL, is_model_system, sample_names
-from musicbench.utils.files import write_json_atomic
-from musicbench.utils.progress import progress_bar
 from musicbench.utils.provenance import code_version, digest_of
 
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
@@ -141,23 +139,20 @@ class Evaluator:
         shard).
         """
         out_dir = Path(out_dir)
-        results_dir = out_dir / "results"
-        results_dir.mkdir(parents=True, exist_ok=True)
         mine = list(tracks) if shard is None else select_shard(tracks, *shard)
         digests = _track_digests(tracks, digest, fingerprints)
-        done = _matching_results(results_dir, digests)
-        todo = [t for t in mine if t.name not in done]
         start = time.perf_counter()
-        label = "evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}"
-        with progress_bar(self.progress) as bar:
-            task = bar.add_task(label, total=len(mine), completed=len(mine) - len(todo))
-            for track in todo:
-                bar.update(task, description=f"{label} {track.name}")
-                done[track.name] = self._evaluate_track(
-                    track, estimate_fn, digests[track.name], (fingerprints or {}).get(track.name)
-                )
-                write_json_atomic(results_dir / f"{_safe(track.name)}.json", done[track.name])
-                bar.advance(task)
+        done = run_jobs(
+            mine,
+            lambda track: track.name,
+            digests,
+            lambda track, track_digest: self._evaluate_track(
+                track, estimate_fn, track_digest, (fingerprints or {}).get(track.name)
+            ),
+            out_dir / "results",
+            progress=self.progress,
+            label="evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}",
+        )
         session = round(time.perf_counter() - start, 3)
         if shard is not None:
             return aggregate_summary(
@@ -185,7 +180,7 @@ class Evaluator:
         model, with other settings or on other data: ``digest`` and ``fingerprints`` as in :meth:`evaluate`).
         """
         out_dir = Path(out_dir)
-        done = _matching_results(out_dir / "results", _track_digests(tracks, digest, fingerprints))
+        done = matching_results(out_dir / "results", _track_digests(tracks, digest, fingerprints))
         missing = [t.name for t in tracks if t.name not in done]
         if missing:
             raise ConfigError(
@@ -292,13 +287,6 @@ def _track_digests(
     return {t.name: track_digest(digest, fingerprints.get(t.name)) for t in tracks}
 
 
-def _matching_results(results_dir: Path, digests: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """The results on disk whose digest is the one expected for their track."""
-    return {
-        n: r for n, r in load_results(results_dir).items() if n in digests and r.get("digest") == digests[n]
-    }
-
-
 def select_shard(tracks: Sequence[Any], index: int, count: int) -> list[Any]:
     """Tracks ``index, index + count, ...`` of ``tracks`` (0 <= index < count)."""
     if count < 1 or not 0 <= index < count:
@@ -338,7 +326,3 @@ def _explain_nonfinite(scores, reference, estimate, sources, skip=frozenset()) -
                 why = "all frames undefined (silent reference or estimate in every frame)"
             notes.append(f"{source}/{metric}={v}: {why}")
     return notes
-
-
-def _safe(name: str) -> str:
-    return name.replace("/", "_").replace("\\", "_")

@@ -161,7 +161,7 @@ def haaqi(
     processed_sr: float,
     audiogram: AudiogramLike | Sequence[AudiogramLike],
     equalisation: int = 1,
-    level1: float = 65.0,
+    level1: float | Sequence[float] = 65.0,
     generator: torch.Generator | None = None,
     seed: int | Sequence[int] | None = None,
     noise: NoiseFn | Sequence[NoiseFn] | None = None,
@@ -180,7 +180,7 @@ def haaqi(
             dB HL at those frequencies; for a batch, one per item or one shared.
         equalisation: 1 = add NAL-R to the reference inside the model, 2 = the reference already has it
             (the only values pyclarity's HAAQI defines).
-        level1: dB SPL of a signal with RMS 1 (finite).
+        level1: dB SPL of a signal with RMS 1 (finite); for a batch, one shared or one per item.
         generator: torch generator from which each item's noise seed is drawn.
         seed: instead of ``generator``: an int (item ``i`` uses ``seed + i``) or one seed per item.
         noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity tests).
@@ -212,7 +212,9 @@ def haaqi(
     content: ~0.26). The default ``resampling="exact"`` has no such drift.
     """
     reference, processed = _audio(reference, "reference"), _audio(processed, "processed")
-    _check_settings(reference_sr, processed_sr, equalisation, level1)
+    levels = [float(v) for v in level1] if isinstance(level1, Sequence) else None
+    for level in levels or [level1]:
+        _check_settings(reference_sr, processed_sr, equalisation, cast(float, level))
     single = reference.ndim == 1
     refs = reference[None] if single else reference
     procs = processed[None] if single else processed
@@ -222,6 +224,9 @@ def haaqi(
     audiograms = _audiogram_list(audiogram, batch)
     if len(audiograms) != batch:
         raise ValueError(f"{len(audiograms)} audiograms for a batch of {batch}")
+    if levels is not None and len(levels) != batch:
+        raise ValueError(f"{len(levels)} level1 values for a batch of {batch}")
+    item_levels = levels if levels is not None else [cast(float, level1)] * batch
     seeds = _seeds(batch, generator, seed)
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
     scores = []
@@ -233,7 +238,7 @@ def haaqi(
             processed_sr,
             audiograms[i],
             equalisation,
-            level1,
+            item_levels[i],
             seed=seeds[i],
             noise=noises[i],
             backend=backend,
