@@ -1,4 +1,5 @@
-"""Hearing-aid processing: audiograms and listener files, NAL-R prescription filters, the baseline compressor."""
+"""Hearing-aid processing: audiograms and listener files, NAL-R prescription filters, the baseline compressor,
+the CAD2 multiband compressor and band-pass filters."""
 
 from musicbench.hearing.audiogram import (
     DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES,
@@ -10,9 +11,17 @@ from musicbench.hearing.audiogram import (
     save_listeners,
 )
 from musicbench.hearing.compressor import Compressor, compress, linear_recurrence, moving_rms
+from musicbench.hearing.filters import butter_bandpass_sos, sos_filter
+from musicbench.hearing.multiband_compressor import (
+    CAD2_CROSSOVER_FREQUENCIES,
+    MultibandCompressor,
+    crossover,
+    multiband_compress,
+)
 from musicbench.hearing.nalr import NALR, NALR_FREQUENCIES, apply_nalr, nalr_delay, nalr_fir
 
 __all__ = [
+    "CAD2_CROSSOVER_FREQUENCIES",
     "DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES",
     "FULL_STANDARD_AUDIOGRAM_FREQUENCIES",
     "NALR",
@@ -20,13 +29,18 @@ __all__ = [
     "Audiogram",
     "Compressor",
     "Listener",
+    "MultibandCompressor",
     "apply_nalr",
+    "butter_bandpass_sos",
     "compress",
+    "crossover",
     "interpolate_levels",
     "linear_recurrence",
     "load_listeners",
     "moving_rms",
+    "multiband_compress",
     "nalr_delay",
     "nalr_fir",
     "save_listeners",
+    "sos_filter",
 ]
