@@ -11,8 +11,17 @@ from musicbench.hearing.audiogram import (
 )
 from musicbench.hearing.compressor import Compressor, compress, linear_recurrence, moving_rms
 from musicbench.hearing.nalr import NALR, NALR_FREQUENCIES, apply_nalr, nalr_delay, nalr_fir
+from musicbench.hearing.standard_audiograms import (
+    BISGAARD_FREQUENCIES,
+    BISGAARD_LEVELS,
+    generate_listeners,
+    severity_group,
+    standard_audiogram,
+)
 
 __all__ = [
+    "BISGAARD_FREQUENCIES",
+    "BISGAARD_LEVELS",
     "DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES",
     "FULL_STANDARD_AUDIOGRAM_FREQUENCIES",
     "NALR",
@@ -22,6 +31,7 @@ __all__ = [
     "Listener",
     "apply_nalr",
     "compress",
+    "generate_listeners",
     "interpolate_levels",
     "linear_recurrence",
     "load_listeners",
@@ -29,4 +39,6 @@ __all__ = [
     "nalr_delay",
     "nalr_fir",
     "save_listeners",
+    "severity_group",
+    "standard_audiogram",
 ]
