@@ -227,3 +227,18 @@ def test_cli_reports_bad_arguments(tiny_chorales_root, tmp_path, capsys):
     argv = ["cadenza", "--root", str(tmp_path / "c"), "--chorales-root", str(tiny_chorales_root)]
     assert main([*argv, "--listeners-per-split", "2", "--listeners-per-scene", "3", "--no-progress"]) == 1
     assert "listeners_per_scene (3) must not exceed listeners_per_split (2)" in capsys.readouterr().err
+
+
+def test_symbolic_links_where_hard_links_fail(tiny_chorales_root, tmp_path, monkeypatch):
+    def no_hard_links(src, dst):
+        raise OSError(18, "Invalid cross-device link")  # EXDEV: another file system
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    index, _ = build_cadenza_chorales(
+        tmp_path / "cad", tiny_chorales_root, pieces_per_split=1, progress=False
+    )
+    assert index["audio_links"] == ["symlink"]
+    data = CadenzaScenes(tmp_path / "cad", "valid")
+    piece = data.pieces[0]
+    assert (tmp_path / "cad" / AUDIO_DIR / "valid" / piece / "bass.wav").is_symlink()
+    assert data.load_stems(piece)[0].shape[0] == 4

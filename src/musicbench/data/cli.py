@@ -139,7 +139,6 @@ def _cmd_cadenza(args: argparse.Namespace, console: Console) -> int:
             args.chorales_root,
             num_tracks=args.num_chorales,
             max_seconds=args.chorale_seconds,
-            seed=args.seed,
             progress=not args.no_progress,
         )
     index, written = build_cadenza_chorales(
