@@ -242,3 +242,14 @@ def test_symbolic_links_where_hard_links_fail(tiny_chorales_root, tmp_path, monk
     piece = data.pieces[0]
     assert (tmp_path / "cad" / AUDIO_DIR / "valid" / piece / "bass.wav").is_symlink()
     assert data.load_stems(piece)[0].shape[0] == 4
+
+
+def test_other_arguments_rewrite_and_drop_stale_pieces(tiny_chorales_root, tmp_path):
+    root = tmp_path / "cad"
+    build_cadenza_chorales(root, tiny_chorales_root, pieces_per_split=4, progress=False)
+    assert len(list((root / AUDIO_DIR / "train").iterdir())) == 3
+    index, written = build_cadenza_chorales(root, tiny_chorales_root, pieces_per_split=1, progress=False)
+    assert written and index["splits"]["train"]["pieces"] == 1
+    kept = [p.name for p in (root / AUDIO_DIR / "train").iterdir()]
+    assert kept == CadenzaScenes(root, "train").pieces
+    assert len([p for p in tiny_chorales_root.glob("train/*/*.wav") if p.is_file()]) == 20  # originals stay

@@ -166,6 +166,7 @@ def build_cadenza_chorales(
                 src = chorales_root / entry["split"] / piece / fname
                 links.add(_link(src, root / AUDIO_DIR / split / piece / fname))
             bar.advance(task)
+    _remove_stale_audio(root, {split: set(per_split[split]["music"]) for split in CADENZA_SPLITS})
 
     for split in CADENZA_SPLITS:
         meta = per_split[split]
@@ -290,6 +291,22 @@ def _link(src: Path, dst: Path) -> str:
         kind = "symlink"
     os.replace(tmp, dst)
     return kind
+
+
+def _remove_stale_audio(root: Path, keep: Mapping[str, set[str]]) -> None:
+    """Remove the links of pieces an earlier run chose and this one did not (the chorales keep theirs)."""
+    audio = root / AUDIO_DIR
+    if not audio.is_dir():
+        return
+    for split_dir in audio.iterdir():
+        if not split_dir.is_dir():
+            continue
+        for piece_dir in split_dir.iterdir():
+            if piece_dir.is_dir() and piece_dir.name not in keep.get(split_dir.name, set()):
+                # Only links live here: removing them never touches the chorales' own files.
+                for item in piece_dir.iterdir():
+                    item.unlink()
+                piece_dir.rmdir()
 
 
 def _read_index(root: Path) -> dict[str, Any] | None:
