@@ -253,3 +253,15 @@ def test_other_arguments_rewrite_and_drop_stale_pieces(tiny_chorales_root, tmp_p
     kept = [p.name for p in (root / AUDIO_DIR / "train").iterdir()]
     assert kept == CadenzaScenes(root, "train").pieces
     assert len([p for p in tiny_chorales_root.glob("train/*/*.wav") if p.is_file()]) == 20  # originals stay
+
+
+def test_refuses_a_dataset_that_is_not_the_chorales(tiny_chorales_root, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((tiny_chorales_root / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "name": "musdb18hq"}))
+    assert (
+        main(["cadenza", "--root", str(tmp_path / "c"), "--chorales-root", str(other), "--no-progress"]) == 1
+    )
+    assert "'name' is 'musdb18hq', expected 'chorales'" in capsys.readouterr().err
+    assert not (tmp_path / "c" / INDEX_NAME).exists()

@@ -116,7 +116,13 @@ def build_cadenza_chorales(
         raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
     if max_gain_db < 0:
         raise ValueError(f"max_gain_db must be >= 0, got {max_gain_db}")
-    manifest = load_manifest(chorales_root)
+    # A MUSDB18-layout manifest of another dataset lacks the durations and rate this layout needs.
+    manifest = load_manifest(chorales_root, required=("name", "sample_rate", "sources", "splits", "tracks"))
+    if manifest["name"] != "chorales":
+        raise CadenzaDataError(
+            f"{chorales_root / MANIFEST_NAME}: 'name' is {manifest['name']!r}, expected 'chorales'; point "
+            "--chorales-root at a dataset written by `mb-data chorales`"
+        )
     params = {
         "pieces_per_split": pieces_per_split,
         "scenes_per_piece": scenes_per_piece,

@@ -1,10 +1,10 @@
 """The Bisgaard et al. (2010) standard audiograms and a seeded generator of listeners built from them.
 
 Bisgaard, Vlaming and Dahlquist, "Standard audiograms for the IEC 60118-15 measurement procedure",
-Trends in Amplification 14(2), 113-120 (2010), define ten standard audiograms from a database of
-28 244 audiograms: seven flat / moderately sloping ones, N1 (very mild) to N7 (profound), and three
-steeply sloping ones, S1 (very mild) to S3 (moderate / severe). The thresholds below are in dB HL at the
-ten frequencies of the paper (250 Hz ... 6 kHz).
+Trends in Amplification 14(2), 113-120 (2010), define ten standard audiograms from a large database of
+clinical audiograms: seven flat / moderately sloping ones, N1 (very mild) to N7 (profound), and three
+steeply sloping ones, S1 to S3. The thresholds below are in dB HL at the ten frequencies of the paper
+(250 Hz ... 6 kHz).
 
 Where the values come from: they are the paper's table as widely reproduced (IEC 60118-15 uses the same
 audiograms); no copy of the paper or of the standard was available to check them against when this file
