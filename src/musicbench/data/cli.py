@@ -2,6 +2,9 @@
 
     mb-data chorales --root DIR --num-tracks N [--max-seconds S] [--num-test K] [--num-valid V]
                      [--seed S] [--sample-rate SR]
+    mb-data cadenza --root DIR --chorales-root DIR [--pieces-per-split N] [--scenes-per-piece N]
+                    [--listeners-per-split N] [--listeners-per-scene N] [--segment-seconds S]
+                    [--max-gain-db DB] [--seed S]
     mb-data verify --root DIR      exit code 1 and the problems listed if the files do not match
     mb-data info --root DIR        a table of the tracks (from manifest.json, or from the folders)
 
@@ -60,6 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--sample-rate", type=_positive_int, default=44100, help="Hz")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    cad = sub.add_parser(
+        "cadenza", help="the chorales in the Cadenza CAD2 task 2 layout (scenes, gains, listeners)"
+    )
+    cad.add_argument("--root", type=Path, required=True, help="output folder")
+    cad.add_argument(
+        "--chorales-root", type=Path, required=True, help="chorale dataset; generated there if missing"
+    )
+    cad.add_argument("--num-chorales", type=_positive_int, default=32, help="chorales to generate if missing")
+    cad.add_argument(
+        "--chorale-seconds", type=_positive_float, default=30.0, help="their crop length (s) if generated"
+    )
+    cad.add_argument("--pieces-per-split", type=_positive_int, default=4)
+    cad.add_argument("--scenes-per-piece", type=_positive_int, default=2)
+    cad.add_argument("--listeners-per-split", type=_positive_int, default=6)
+    cad.add_argument("--listeners-per-scene", type=_positive_int, default=3)
+    cad.add_argument("--segment-seconds", type=_positive_float, default=8.0, help="excerpt length (s)")
+    cad.add_argument("--max-gain-db", type=int, default=10, help="gains are whole dB in [-DB, DB]")
+    cad.add_argument("--seed", type=int, default=0)
+    cad.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     for name, text in (("verify", "check every file against manifest.json"), ("info", "list the tracks")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--root", type=Path, required=True, help="dataset folder")
@@ -70,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mb-data`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)  # messages keep their lines; tables size themselves
-    commands = {"chorales": _cmd_chorales, "verify": _cmd_verify, "info": _cmd_info}
+    commands = {"chorales": _cmd_chorales, "cadenza": _cmd_cadenza, "verify": _cmd_verify, "info": _cmd_info}
     try:
         return commands[args.command](args, console)
     except (UserError, ValueError, ImportError, OSError) as exc:  # bad data, arguments, files, disk
@@ -100,6 +123,45 @@ def _cmd_chorales(args: argparse.Namespace, console: Console) -> int:
         f"chorales at {args.root}: {len(manifest['tracks'])} tracks ({splits}; "
         f"{len(manifest['validation_tracks'])} of train for validation), {seconds / 60:.1f} min of audio, "
         f"{dataset_size_bytes(args.root) / 1e6:.1f} MB, {elapsed:.1f} s",
+        highlight=False,
+    )
+    return 0
+
+
+def _cmd_cadenza(args: argparse.Namespace, console: Console) -> int:
+    from musicbench.data.cadenza_chorales import build_cadenza_chorales
+
+    start = time.perf_counter()
+    if not (args.chorales_root / MANIFEST_NAME).is_file():
+        from musicbench.data.chorales import generate_chorales  # music21 is slow to import; only here
+
+        generate_chorales(
+            args.chorales_root,
+            num_tracks=args.num_chorales,
+            max_seconds=args.chorale_seconds,
+            progress=not args.no_progress,
+        )
+    index, written = build_cadenza_chorales(
+        args.root,
+        args.chorales_root,
+        pieces_per_split=args.pieces_per_split,
+        scenes_per_piece=args.scenes_per_piece,
+        listeners_per_split=args.listeners_per_split,
+        listeners_per_scene=args.listeners_per_scene,
+        segment_seconds=args.segment_seconds,
+        max_gain_db=args.max_gain_db,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    splits = "; ".join(
+        f"{s}: {n['pieces']} pieces, {n['scenes']} scenes, {n['listeners']} listeners, {n['pairs']} pairs"
+        for s, n in index["splits"].items()
+    )
+    links = "+".join(index["audio_links"]) or "no"
+    state = "written" if written else "up to date"
+    console.print(
+        f"cadenza at {args.root} ({state}): {splits}; audio {links} from {args.chorales_root}, "
+        f"{time.perf_counter() - start:.1f} s",
         highlight=False,
     )
     return 0

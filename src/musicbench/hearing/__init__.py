@@ -19,9 +19,18 @@ from musicbench.hearing.multiband_compressor import (
     multiband_compress,
 )
 from musicbench.hearing.nalr import NALR, NALR_FREQUENCIES, apply_nalr, nalr_delay, nalr_fir
+from musicbench.hearing.standard_audiograms import (
+    BISGAARD_FREQUENCIES,
+    BISGAARD_LEVELS,
+    generate_listeners,
+    severity_group,
+    standard_audiogram,
+)
 
 __all__ = [
     "CAD2_CROSSOVER_FREQUENCIES",
+    "BISGAARD_FREQUENCIES",
+    "BISGAARD_LEVELS",
     "DEFAULT_CLARITY_AUDIOGRAM_FREQUENCIES",
     "FULL_STANDARD_AUDIOGRAM_FREQUENCIES",
     "NALR",
@@ -34,6 +43,7 @@ __all__ = [
     "butter_bandpass_sos",
     "compress",
     "crossover",
+    "generate_listeners",
     "interpolate_levels",
     "linear_recurrence",
     "load_listeners",
@@ -43,4 +53,6 @@ __all__ = [
     "nalr_fir",
     "save_listeners",
     "sos_filter",
+    "severity_group",
+    "standard_audiogram",
 ]
