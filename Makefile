@@ -14,10 +14,11 @@ DOCTOR := MUSICBENCH_SKIP_TORCH_CHECK=1 $(PY) -m musicbench.doctor
 CHORALES_ROOT ?= data/chorales
 CHORALES_TRACKS ?= 32
 CHORALES_SECONDS ?= 30
+CADENZA_ROOT ?= data/cadenza_chorales
 PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: help install lock doctor sysdeps data run test bench lint format clean
+.PHONY: help install lock doctor sysdeps data run cadenza test bench lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +68,13 @@ data: install ## Generate the embedded chorale dataset (CHORALES_TRACKS, CHORALE
 
 run: data ## Main job: train the U-Net separator on the chorales, evaluate on the test split, print the table
 	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)
+
+# The U-Net is make run's (its run folder is found again and nothing is retrained when it is there).
+cadenza: data ## Embedded Cadenza recipe: rebalance the chorales for listeners with hearing loss; oracle, mixture, U-Net
+	$(VENV)/bin/mb-data cadenza --root $(CADENZA_ROOT) --chorales-root $(CHORALES_ROOT) --segment-seconds 6 --listeners-per-scene 2
+	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)
+	$(VENV)/bin/mb-cadenza pipeline=chorales_rebalance paths.cadenza_root=$(CADENZA_ROOT) threads=2 \
+		checkpoint=$$(ls -td outputs/train/chorales_unet/*/ | head -1)
 
 test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers, default: one per core)
 	@# One BLAS/OpenMP thread per xdist worker: the workers already fill the cores, more threads thrash.

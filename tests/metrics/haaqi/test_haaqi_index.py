@@ -180,6 +180,15 @@ def test_batched_equals_items():
     assert float(batched[1]) == float(haaqi(refs[1], procs[1], sr, sr, levels[1], seed=2))
     shared = haaqi(refs, procs, sr, sr, torch.tensor(AUDIOGRAMS["mild"], dtype=torch.float64), seed=1)
     assert float(shared[0]) == float(batched[0])
+    # One level1 per item (Cadenza: each stem channel's own calibration).
+    per_item = haaqi(refs, procs, sr, sr, levels, level1=[65.0, 80.0], seed=[1, 2])
+    assert float(per_item[0]) == float(batched[0])
+    assert float(per_item[1]) == float(haaqi(refs[1], procs[1], sr, sr, levels[1], level1=80.0, seed=2))
+    assert float(per_item[1]) != float(batched[1])
+    with pytest.raises(ValueError, match="3 level1 values for a batch of 2"):
+        haaqi(refs, procs, sr, sr, levels, level1=[65.0, 70.0, 75.0])
+    with pytest.raises(ValueError, match="level1"):
+        haaqi(refs, procs, sr, sr, levels, level1=[65.0, float("nan")])
 
 
 def test_empty_input_is_refused():

@@ -213,8 +213,8 @@ def haaqi(
     """
     reference, processed = _audio(reference, "reference"), _audio(processed, "processed")
     levels = [float(v) for v in level1] if isinstance(level1, Sequence) else None
-    for level in levels or [level1]:
-        _check_settings(reference_sr, processed_sr, equalisation, cast(float, level))
+    for level in levels if levels is not None else [cast(float, level1)]:
+        _check_settings(reference_sr, processed_sr, equalisation, level)
     single = reference.ndim == 1
     refs = reference[None] if single else reference
     procs = processed[None] if single else processed

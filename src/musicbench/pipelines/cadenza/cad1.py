@@ -42,10 +42,11 @@ from musicbench.evaluation.runner import select_shard
 from musicbench.hearing.audiogram import Listener
 from musicbench.hearing.compressor import Compressor
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
+from musicbench.hearing.standard_audiograms import severity_group
 from musicbench.metrics.haaqi import haaqi
 from musicbench.pipelines.cadenza.demixers import Demixer
 from musicbench.pipelines.cadenza.files import read_stem, resample, write_remix, write_stem
-from musicbench.pipelines.cadenza.report import listener_group, summarise, write_scores_csv
+from musicbench.pipelines.cadenza.report import summarise, write_scores_csv
 from musicbench.utils.files import atomic_path, sha256_file
 from musicbench.utils.hashcache import file_hashes
 from musicbench.utils.provenance import code_version, digest_of
@@ -357,7 +358,7 @@ class Cad1Task1Pipeline:
             "system": item.system,
             "song": item.song.name,
             "listener": item.listener.id,
-            "group": listener_group(item.listener),
+            "group": severity_group(item.listener),
             "digest": digest,
             "score": float(np.mean(finite)) if finite else math.nan,
             "scores": values,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from musicbench.data.cadenza import EARS, EVAL_ORDER
-from musicbench.hearing.audiogram import Listener
+from musicbench.hearing.standard_audiograms import SEVERITY_GROUPS
 from musicbench.utils.files import write_json_atomic, write_text_atomic
 
 # pyclarity's CAD1 scores.csv header.
@@ -24,16 +24,6 @@ CAD1_COLUMNS = (
     "score",
     *(f"{ear}_{stem}" for stem in sorted(EVAL_ORDER) for ear in EARS),
 )
-# Listener groups by the better ear's degree of loss (pyclarity's Audiogram.severity categories).
-GROUPS = {"NOTHING": "normal", "MILD": "mild", "MODERATE": "moderate", "SEVERE": "severe"}
-SEVERITY_ORDER = ("NOTHING", "MILD", "MODERATE", "SEVERE")
-
-
-def listener_group(listener: Listener) -> str:
-    """``normal``, ``mild``, ``moderate`` or ``severe``: the better ear's category (pyclarity's
-    ``Audiogram.severity``: the mean threshold over 2-8 kHz above 15, 35, 56 dB HL)."""
-    left, right = listener.audiogram_left.severity, listener.audiogram_right.severity
-    return GROUPS[min(left, right, key=SEVERITY_ORDER.index)]
 
 
 def write_scores_csv(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -54,13 +44,17 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(results: Sequence[Mapping[str, Any]], path: Path, **meta: Any) -> dict[str, Any]:
-    """Write ``summary.json``: per system the mean score over (song, listener) items, overall and per
-    listener group, with the item counts; returns it."""
+    """Write ``summary.json``: per system the mean HAAQI over (song, listener) items, overall and per
+    listener group, with the item counts, and the mean of any other metric the results hold under
+    ``metrics`` (e.g. ``snr``, ``sdr`` in dB); returns it."""
     systems: dict[str, Any] = {}
     for r in results:
-        entry = systems.setdefault(r["system"], {"items": [], "groups": {}})
+        entry = systems.setdefault(r["system"], {"items": [], "groups": {}, "metrics": {}})
         entry["items"].append(r["score"])
         entry["groups"].setdefault(r["group"], []).append(r["score"])
+        for metric, value in r.get("metrics", {}).items():
+            if metric != "haaqi":
+                entry["metrics"].setdefault(metric, []).append(value)
     summary = {
         **meta,
         "num_items": len(results),
@@ -68,9 +62,10 @@ def summarise(results: Sequence[Mapping[str, Any]], path: Path, **meta: Any) -> 
             name: {
                 "haaqi": _mean(e["items"]),
                 "num_items": len(e["items"]),
+                **{metric: _mean(values) for metric, values in e["metrics"].items()},
                 "groups": {
                     g: {"haaqi": _mean(e["groups"][g]), "num_items": len(e["groups"][g])}
-                    for g in GROUPS.values()
+                    for g in SEVERITY_GROUPS
                     if g in e["groups"]
                 },
             }
@@ -83,20 +78,25 @@ def summarise(results: Sequence[Mapping[str, Any]], path: Path, **meta: Any) -> 
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:
-    """One row per system: mean HAAQI overall and per listener group (``n`` items in each header)."""
+    """One row per system: mean HAAQI overall and per listener group (``n`` items in each header), then the
+    mean SNR and SDR where the results have them."""
     systems = summary["systems"]
-    groups = [g for g in GROUPS.values() if any(g in s["groups"] for s in systems.values())]
+    groups = [g for g in SEVERITY_GROUPS if any(g in s["groups"] for s in systems.values())]
     table = Table(
         title=f"HAAQI, mean over {summary['num_items'] // max(len(systems), 1)} song-listener pairs"
     )
+    extra = [m for m in ("snr", "sdr") if any(m in s for s in systems.values())]
     table.add_column("system")
-    table.add_column("all", justify="right")
+    table.add_column("HAAQI", justify="right")
     for g in groups:
         n = max(s["groups"].get(g, {}).get("num_items", 0) for s in systems.values())
         table.add_column(f"{g} (n={n})", justify="right")
+    for m in extra:
+        table.add_column(f"{m.upper()} dB", justify="right")
     for name, s in systems.items():
         cells = [f"{s['haaqi']:.4f}"]
         cells += [f"{s['groups'][g]['haaqi']:.4f}" if g in s["groups"] else "" for g in groups]
+        cells += [f"{s[m]:.2f}" if m in s else "" for m in extra]
         table.add_row(name, *cells)
     return table
 
