@@ -72,7 +72,7 @@ run: data ## Main job: train the U-Net separator on the chorales, evaluate on th
 # The U-Net is make run's (its run folder is found again and nothing is retrained when it is there).
 cadenza: data ## Embedded Cadenza recipe: rebalance the chorales for listeners with hearing loss; oracle, mixture, U-Net
 	$(VENV)/bin/mb-data cadenza --root $(CADENZA_ROOT) --chorales-root $(CHORALES_ROOT) --segment-seconds 6 --listeners-per-scene 2
-	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)
+	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT) test=false
 	$(VENV)/bin/mb-cadenza pipeline=chorales_rebalance paths.cadenza_root=$(CADENZA_ROOT) threads=2 \
 		checkpoint=$$(ls -td outputs/train/chorales_unet/*/ | head -1)
 

@@ -65,3 +65,41 @@ def test_oracle_beats_mixture_and_a_rerun_recomputes_nothing(scenes, tmp_path):
     pipeline.enhance(tmp_path)
     pipeline.evaluate(tmp_path)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")} == before
+
+
+def test_a_trained_separator_demixes_and_a_stem_mismatch_is_refused(
+    scenes, tiny_chorales_root, tmp_path, cad1_root
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from musicbench.data.cadenza import Cad1Task1
+    from musicbench.errors import ConfigError
+    from musicbench.pipelines.cadenza.demixers import CheckpointDemixer
+
+    run = tmp_path / "train"
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mb-train"),
+            "debug=tiny",
+            f"paths.chorales_root={tiny_chorales_root}",
+            "test=false",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={run}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    demixer = CheckpointDemixer(str(run), device="cpu")
+    assert demixer.sources == list(scenes.instruments) and len(demixer.id) == 64
+    pipeline = RebalancePipeline(scenes, {"model": demixer}, HearingAid(compressor=None), progress=False)
+    item = pipeline.items()[0]
+    stems = pipeline._stems(item)
+    mixture = pipeline.audio.stem(item.scene.piece, "mixture")
+    assert set(stems) == set(scenes.instruments)
+    assert all(s.shape == mixture.shape and np.isfinite(s).all() for s in stems.values())
+    assert not np.allclose(stems["soprano"], stems["bass"])
+    cad1 = Cad1Task1(cad1_root, "valid")
+    with pytest.raises(ConfigError, match=r"not \['vocals', 'drums', 'other'\]"):
+        demixer(cad1, cad1.songs[0], cad1.stems)

@@ -388,6 +388,7 @@ class Cad1Task1Pipeline:
             results,
             out_dir / "summary.json",
             recipe="cad1_task1",
+            unit="song-listener pairs",
             data=str(self.data.root),
             split=self.data.split,
             settings={**self.enhance_settings(), **self.evaluate_settings()},

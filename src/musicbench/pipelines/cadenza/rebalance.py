@@ -370,6 +370,7 @@ class RebalancePipeline:
             results,
             out_dir / "summary.json",
             recipe="chorales_rebalance",
+            unit="scene-listener pairs",
             data=str(self.data.root),
             split=self.data.split,
             settings={"hearing_aid": self.hearing_aid.settings, "rate": self.output_sample_rate},
