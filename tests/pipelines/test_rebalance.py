@@ -95,7 +95,7 @@ def test_a_trained_separator_demixes_and_a_stem_mismatch_is_refused(
     assert demixer.sources == list(scenes.instruments) and len(demixer.id) == 64
     pipeline = RebalancePipeline(scenes, {"model": demixer}, HearingAid(compressor=None), progress=False)
     item = pipeline.items()[0]
-    stems = pipeline._stems(item)
+    stems = pipeline.demix("model", pipeline.audio, item.scene.piece, item.scene.piece, scenes.instruments)
     mixture = pipeline.audio.stem(item.scene.piece, "mixture")
     assert set(stems) == set(scenes.instruments)
     assert all(s.shape == mixture.shape and np.isfinite(s).all() for s in stems.values())

@@ -37,19 +37,18 @@ import torch
 
 from musicbench.data.cadenza import EARS, EVAL_ORDER, Cad1Task1, Song
 from musicbench.errors import ConfigError
-from musicbench.evaluation.jobs import matching_results, run_jobs, safe_name
-from musicbench.evaluation.runner import select_shard
 from musicbench.hearing.audiogram import Listener
 from musicbench.hearing.compressor import Compressor
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
 from musicbench.hearing.standard_audiograms import severity_group
 from musicbench.metrics.haaqi import haaqi
+from musicbench.pipelines.cadenza.base import Recipe
 from musicbench.pipelines.cadenza.demixers import Demixer
 from musicbench.pipelines.cadenza.files import read_stem, resample, write_remix, write_stem
-from musicbench.pipelines.cadenza.report import summarise, write_scores_csv
+from musicbench.pipelines.cadenza.report import write_scores_csv
 from musicbench.utils.files import atomic_path, sha256_file
 from musicbench.utils.hashcache import file_hashes
-from musicbench.utils.provenance import code_version, digest_of
+from musicbench.utils.provenance import digest_of
 
 log = logging.getLogger(__name__)
 NOISE_MODES = ("counter", "pyclarity")
@@ -84,7 +83,7 @@ class Item:
         return f"{self.system}/{self.song.name}/{self.listener.id}"
 
 
-class Cad1Task1Pipeline:
+class Cad1Task1Pipeline(Recipe):
     """The CAD1 Task 1 recipe (see the module docstring).
 
     Args:
@@ -117,15 +116,10 @@ class Cad1Task1Pipeline:
         backend: str = "auto",
         progress: bool = True,
     ) -> None:
-        if not demixers:
-            raise ConfigError("pipeline.demixers is empty: configure at least one system (e.g. oracle)")
-        bad = [s for s in demixers if not s or safe_name(s) != s]
-        if bad:
-            raise ConfigError(f"pipeline.demixers: system names {bad} must be non-empty and contain no '/'")
+        super().__init__(demixers, progress)
         if noise not in NOISE_MODES:
             raise ConfigError(f"pipeline.noise={noise!r}: expected one of {', '.join(NOISE_MODES)}")
         self.data = data
-        self.demixers = dict(demixers)
         self.nfir = int(nfir)
         self.trim_delay = bool(trim_delay)
         self.compressor = compressor
@@ -135,14 +129,14 @@ class Cad1Task1Pipeline:
         self.use_segments = data.split == "test" if use_segments is None else bool(use_segments)
         self.noise = noise
         self.backend = backend
-        self.progress = progress
-        self._demixed: tuple[str, str, dict[str, np.ndarray]] | None = None
 
     # --- work items ------------------------------------------------------------------------------------
-    def items(self, shard: tuple[int, int] | None = None) -> list[Item]:
-        """Every (system, song, listener), system-major then pyclarity's song-major order; a shard's share."""
-        every = [Item(s, song, lis) for s in self.demixers for song, lis in self.data.pairs()]
-        return every if shard is None else select_shard(every, *shard)
+    recipe = "cad1_task1"
+    unit = "song-listener pairs"
+
+    def all_items(self) -> list[Item]:
+        """Every (system, song, listener), system-major then pyclarity's song-major order."""
+        return [Item(s, song, lis) for s in self.demixers for song, lis in self.data.pairs()]
 
     def folder(self, out_dir: Path, item: Item) -> Path:
         """The folder of an item's enhanced signals."""
@@ -184,39 +178,18 @@ class Cad1Task1Pipeline:
             "segments": self.use_segments,
         }
 
-    def enhance(self, out_dir: str | Path, shard: tuple[int, int] | None = None) -> dict[str, dict[str, Any]]:
-        """Write the enhanced signals of every item (of the shard); a rerun skips the items done."""
-        out_dir = Path(out_dir)
-        items = self.items(shard)
+    def enhance_digests(self, items: Sequence[Item]) -> dict[str, str]:
         songs = self._song_fingerprints()
         settings = self.enhance_settings()
-        digests = {
+        return {
             i.name: digest_of(settings, self.demixers[i.system].id, songs[i.song.name], i.listener.to_dict())
             for i in items
         }
-        return run_jobs(
-            items,
-            lambda i: i.name,
-            digests,
-            lambda i, d: self._enhance_item(out_dir, i, d),
-            out_dir / "enhance",
-            progress=self.progress,
-            label="enhance",
-            key="item",
-        )
 
-    def _stems(self, item: Item) -> dict[str, np.ndarray]:
-        """The demixed stems of the item's song, kept for the next item of the same system and song."""
-        key = (item.system, item.song.name)
-        if self._demixed is None or self._demixed[:2] != key:
-            stems = self.demixers[item.system](self.data, item.song, self.data.stems)
-            self._demixed = (*key, stems)
-        return self._demixed[2]
-
-    def _enhance_item(self, out_dir: Path, item: Item, digest: str) -> dict[str, Any]:
+    def enhance_item(self, out_dir: Path, item: Item, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         rate = self.data.sample_rate
-        stems = self._stems(item)
+        stems = self.demix(item.system, self.data, item.song, item.song.name, self.data.stems)
         names = list(stems)
         # (stems, ears, samples) float64, as pyclarity's np.convolve promotes the float32 stems.
         audio = torch.from_numpy(np.stack([np.asarray(stems[s], dtype=np.float64).T for s in names]))
@@ -267,30 +240,7 @@ class Cad1Task1Pipeline:
     def _enhanced_files(self, out_dir: Path, item: Item) -> list[Path]:
         return [self.stem_path(out_dir, item, ear, stem) for stem in EVAL_ORDER for ear in EARS]
 
-    def evaluate(
-        self, out_dir: str | Path, shard: tuple[int, int] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """Score every item (of the shard) from its enhanced signals (:meth:`merge` writes the tables).
-
-        An item's result is reused while its digest matches: the evaluation settings, the song's data
-        fingerprint, the listener and the sha256 of its 8 enhanced stems (and their peaks).
-        """
-        out_dir = Path(out_dir)
-        items = self.items(shard)
-        digests = self._evaluate_digests(out_dir, items)
-        results = run_jobs(
-            items,
-            lambda i: i.name,
-            digests,
-            lambda i, d: self._evaluate_item(out_dir, i, d),
-            out_dir / "results",
-            progress=self.progress,
-            label="evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}",
-            key="item",
-        )
-        return results
-
-    def _evaluate_digests(self, out_dir: Path, items: Sequence[Item]) -> dict[str, str]:
+    def evaluate_digests(self, out_dir: Path, items: Sequence[Item]) -> dict[str, str]:
         songs = self._song_fingerprints()
         settings = self.evaluate_settings()
         digests = {}
@@ -305,7 +255,7 @@ class Cad1Task1Pipeline:
             )
         return digests
 
-    def _evaluate_item(self, out_dir: Path, item: Item, digest: str) -> dict[str, Any]:
+    def evaluate_item(self, out_dir: Path, item: Item, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         rate = self.data.sample_rate
         cut = self._segment(item.song, "objective_evaluation", rate)
@@ -366,34 +316,15 @@ class Cad1Task1Pipeline:
             "wall_time_s": round(time.perf_counter() - t0, 3),
         }
 
-    def merge(self, out_dir: str | Path) -> dict[str, Any]:
-        """Write ``<system>/scores.csv`` and ``summary.json`` from the results of every shard.
+    def write_scores(self, results: Sequence[Mapping[str, Any]], path: Path) -> None:
+        write_scores_csv(results, path)
 
-        Raises ConfigError naming the items whose results are missing or stale.
-        """
-        out_dir = Path(out_dir)
-        items = self.items()
-        done = matching_results(out_dir / "results", self._evaluate_digests(out_dir, items), key="item")
-        missing = [i.name for i in items if i.name not in done]
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise ConfigError(
-                f"cannot merge {out_dir}: {len(missing)} of {len(items)} items have no results for these "
-                f"settings and enhanced signals: {shown}. Run the enhance and evaluate stages (all shards) first."
-            )
-        results = [done[i.name] for i in items]
-        for system in self.demixers:
-            write_scores_csv([r for r in results if r["system"] == system], out_dir / system / "scores.csv")
-        return summarise(
-            results,
-            out_dir / "summary.json",
-            recipe="cad1_task1",
-            unit="song-listener pairs",
-            data=str(self.data.root),
-            split=self.data.split,
-            settings={**self.enhance_settings(), **self.evaluate_settings()},
-            code_version=code_version(),
-        )
+    def summary_meta(self) -> dict[str, Any]:
+        return {
+            "data": str(self.data.root),
+            "split": self.data.split,
+            "settings": {**self.enhance_settings(), **self.evaluate_settings()},
+        }
 
     # --- submission ------------------------------------------------------------------------------------
     def package(self, out_dir: str | Path, system: str, team_id: str) -> Path:

@@ -26,9 +26,6 @@ import torch
 
 from musicbench.audio.io import read_audio, write_audio
 from musicbench.data.cadenza_chorales import CadenzaScenes, Scene
-from musicbench.errors import ConfigError
-from musicbench.evaluation.jobs import matching_results, run_jobs, safe_name
-from musicbench.evaluation.runner import select_shard
 from musicbench.hearing.audiogram import Listener
 from musicbench.hearing.filters import butter_bandpass_sos, sos_filter
 from musicbench.hearing.multiband_compressor import CAD2_CROSSOVER_FREQUENCIES, MultibandCompressor
@@ -36,12 +33,12 @@ from musicbench.hearing.nalr import apply_nalr, nalr_fir
 from musicbench.hearing.standard_audiograms import severity_group
 from musicbench.metrics.haaqi import haaqi
 from musicbench.metrics.sdr import global_sdr, snr
+from musicbench.pipelines.cadenza.base import Recipe
 from musicbench.pipelines.cadenza.cad1 import song_seed
 from musicbench.pipelines.cadenza.demixers import Demixer
 from musicbench.pipelines.cadenza.files import resample
-from musicbench.pipelines.cadenza.report import summarise
 from musicbench.utils.hashcache import file_hashes
-from musicbench.utils.provenance import code_version, digest_of
+from musicbench.utils.provenance import digest_of
 
 HAAQI_RATE = 24000
 METRICS = ("haaqi", "snr", "sdr")
@@ -141,7 +138,7 @@ class SceneItem:
         return f"{self.system}/{self.scene.id}/{self.listener.id}"
 
 
-class RebalancePipeline:
+class RebalancePipeline(Recipe):
     """The chorale rebalancing recipe (see the module docstring).
 
     Args:
@@ -161,30 +158,25 @@ class RebalancePipeline:
         backend: str = "auto",
         progress: bool = True,
     ) -> None:
-        if not demixers:
-            raise ConfigError("pipeline.demixers is empty: configure at least one system (e.g. oracle)")
-        bad = [s for s in demixers if not s or safe_name(s) != s]
-        if bad:
-            raise ConfigError(f"pipeline.demixers: system names {bad} must be non-empty and contain no '/'")
+        super().__init__(demixers, progress)
         self.data = data
         self.audio = _Excerpts(data)
-        self.demixers = dict(demixers)
         self.hearing_aid = hearing_aid
         self.output_sample_rate = int(output_sample_rate)
         self.backend = backend
-        self.progress = progress
         self._listeners = data.listeners()
-        self._demixed: tuple[str, str, dict[str, np.ndarray]] | None = None
 
-    def items(self, shard: tuple[int, int] | None = None) -> list[SceneItem]:
-        """Every (system, scene, listener), system-major then the scenes' order; a shard's share."""
-        every = [
+    recipe = "chorales_rebalance"
+    unit = "scene-listener pairs"
+
+    def all_items(self) -> list[SceneItem]:
+        """Every (system, scene, listener), system-major then the scenes' order."""
+        return [
             SceneItem(system, scene, self._listeners[lid])
             for system in self.demixers
             for scene in self.data.scenes
             for lid in scene.listener_ids
         ]
-        return every if shard is None else select_shard(every, *shard)
 
     def output_path(self, out_dir: Path, item: SceneItem) -> Path:
         return out_dir / item.system / "enhanced_signals" / f"{item.scene.id}_{item.listener.id}_remix.wav"
@@ -212,17 +204,14 @@ class RebalancePipeline:
         return adjust_level(np.asarray(mix), self._gains(scene))
 
     # --- enhance ---------------------------------------------------------------------------------------
-    def enhance(self, out_dir: str | Path, shard: tuple[int, int] | None = None) -> dict[str, dict[str, Any]]:
-        """Write every item's processed output (of the shard); a rerun skips the items done."""
-        out_dir = Path(out_dir)
-        items = self.items(shard)
+    def enhance_digests(self, items: Sequence[SceneItem]) -> dict[str, str]:
         pieces = self._piece_fingerprints()
         settings = {
             "recipe": "rebalance/enhance",
             "hearing_aid": self.hearing_aid.settings,
             "rate": self.output_sample_rate,
         }
-        digests = {
+        return {
             i.name: digest_of(
                 settings,
                 self.demixers[i.system].id,
@@ -232,27 +221,13 @@ class RebalancePipeline:
             )
             for i in items
         }
-        return run_jobs(
-            items,
-            lambda i: i.name,
-            digests,
-            lambda i, d: self._enhance_item(out_dir, i, d),
-            out_dir / "enhance",
-            progress=self.progress,
-            label="enhance",
-            key="item",
-        )
 
-    def _stems(self, item: SceneItem) -> dict[str, np.ndarray]:
-        key = (item.system, item.scene.piece)
-        if self._demixed is None or self._demixed[:2] != key:
-            stems = self.demixers[item.system](self.audio, item.scene.piece, self.data.instruments)
-            self._demixed = (*key, stems)
-        return self._demixed[2]
-
-    def _enhance_item(self, out_dir: Path, item: SceneItem, digest: str) -> dict[str, Any]:
+    def enhance_item(self, out_dir: Path, item: SceneItem, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        mix = self._rebalance(self._stems(item), item.scene)
+        mix = self._rebalance(
+            self.demix(item.system, self.audio, item.scene.piece, item.scene.piece, self.data.instruments),
+            item.scene,
+        )
         processed = self.hearing_aid(torch.from_numpy(mix.T.copy()), item.listener).numpy().T
         output = resample(processed, self.data.sample_rate, self.output_sample_rate)
         write_audio(
@@ -269,7 +244,7 @@ class RebalancePipeline:
         }
 
     # --- evaluate --------------------------------------------------------------------------------------
-    def _evaluate_digests(self, out_dir: Path, items: Sequence[SceneItem]) -> dict[str, str]:
+    def evaluate_digests(self, out_dir: Path, items: Sequence[SceneItem]) -> dict[str, str]:
         from musicbench.utils.files import sha256_file
 
         pieces = self._piece_fingerprints()
@@ -285,24 +260,7 @@ class RebalancePipeline:
             for i in items
         }
 
-    def evaluate(
-        self, out_dir: str | Path, shard: tuple[int, int] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """Score every item (of the shard) from its written output (:meth:`merge` writes the tables)."""
-        out_dir = Path(out_dir)
-        items = self.items(shard)
-        return run_jobs(
-            items,
-            lambda i: i.name,
-            self._evaluate_digests(out_dir, items),
-            lambda i, d: self._evaluate_item(out_dir, i, d),
-            out_dir / "results",
-            progress=self.progress,
-            label="evaluate" if shard is None else f"evaluate shard {shard[0]}/{shard[1]}",
-            key="item",
-        )
-
-    def _evaluate_item(self, out_dir: Path, item: SceneItem, digest: str) -> dict[str, Any]:
+    def evaluate_item(self, out_dir: Path, item: SceneItem, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         rate = self.data.sample_rate
         clean = {i: self.audio.stem(item.scene.piece, i) for i in self.data.instruments}
@@ -350,37 +308,15 @@ class RebalancePipeline:
             "wall_time_s": round(time.perf_counter() - t0, 3),
         }
 
-    def merge(self, out_dir: str | Path) -> dict[str, Any]:
-        """Write ``<system>/scores.csv`` and ``summary.json`` from the results of every shard."""
-        out_dir = Path(out_dir)
-        items = self.items()
-        done = matching_results(out_dir / "results", self._evaluate_digests(out_dir, items), key="item")
-        missing = [i.name for i in items if i.name not in done]
-        if missing:
-            raise ConfigError(
-                f"cannot merge {out_dir}: {len(missing)} of {len(items)} items have no results for these settings "
-                f"and outputs: {', '.join(missing[:5])}. Run the enhance and evaluate stages (all shards) first."
-            )
-        results = [done[i.name] for i in items]
-        for system in self.demixers:
-            _write_rebalance_csv(
-                [r for r in results if r["system"] == system], out_dir / system / "scores.csv"
-            )
-        return summarise(
-            results,
-            out_dir / "summary.json",
-            recipe="chorales_rebalance",
-            unit="scene-listener pairs",
-            data=str(self.data.root),
-            split=self.data.split,
-            settings={"hearing_aid": self.hearing_aid.settings, "rate": self.output_sample_rate},
-            code_version=code_version(),
-        )
+    def write_scores(self, results: Sequence[Mapping[str, Any]], path: Path) -> None:
+        _write_rebalance_csv(results, path)
 
-    def package(self, out_dir: str | Path, system: str, team_id: str) -> Path:
-        raise ConfigError(
-            "the chorale rebalancing recipe has no submission format: drop 'package' from stages"
-        )
+    def summary_meta(self) -> dict[str, Any]:
+        return {
+            "data": str(self.data.root),
+            "split": self.data.split,
+            "settings": {"hearing_aid": self.hearing_aid.settings, "rate": self.output_sample_rate},
+        }
 
 
 def _write_rebalance_csv(results: Sequence[Mapping[str, Any]], path: Path) -> Path:

@@ -84,7 +84,9 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     groups = [g for g in SEVERITY_GROUPS if any(g in s["groups"] for s in systems.values())]
     pairs = summary["num_items"] // max(len(systems), 1)
     unit = summary.get("unit", "items")
-    table = Table(title=f"{summary.get('recipe', '')}: mean over {pairs} {unit} ({summary.get('split', '')} split)")
+    table = Table(
+        title=f"{summary.get('recipe', '')}: mean over {pairs} {unit} ({summary.get('split', '')} split)"
+    )
     extra = [m for m in ("snr", "sdr") if any(m in s for s in systems.values())]
     table.add_column("system")
     table.add_column("HAAQI", justify="right")
