@@ -110,7 +110,7 @@ def test_every_pipeline_option_composes_and_instantiates(cad1_root, tiny_chorale
     from musicbench.utils.config import CONFIG_DIR
 
     options = sorted(p.stem for p in (CONFIG_DIR / "pipeline").glob("*.yaml"))
-    assert options == ["cad1_task1", "chorales_rebalance"]
+    assert options == ["cad1_task1", "chorales_rebalance", "chorales_seed_entry"]
     for option in options:
         cfg = _compose(
             [f"pipeline={option}", f"paths.cad1_root={cad1_root}", f"paths.cadenza_root={cadenza_root}"]

@@ -103,3 +103,21 @@ def test_a_trained_separator_demixes_and_a_stem_mismatch_is_refused(
     cad1 = Cad1Task1(cad1_root, "valid")
     with pytest.raises(ConfigError, match=r"not \['vocals', 'drums', 'other'\]"):
         demixer(cad1, cad1.songs[0], cad1.stems)
+
+
+def test_per_stem_hearing_aid_differs_and_is_linear_without_a_compressor(scenes):
+    listener = next(iter(scenes.listeners().values()))
+    scene = scenes.scenes[0]
+    stems = {i: scenes.load_stems(scene.piece)[0][k].numpy().T for k, i in enumerate(scenes.instruments)}
+    demixers = {"oracle": OracleDemixer()}
+
+    def processed(per_stem, compressor):
+        pipeline = RebalancePipeline(
+            scenes, demixers, HearingAid(compressor=compressor), per_stem=per_stem, progress=False
+        )
+        return pipeline._process(stems, scene, listener)
+
+    # NAL-R and the band-pass are linear: per voice or on the remix, the same output.
+    np.testing.assert_allclose(processed(True, None), processed(False, None), atol=1e-9)
+    # A compressor is not: compressing each voice is another hearing aid.
+    assert np.abs(processed(True, COMPRESSOR) - processed(False, COMPRESSOR)).max() > 1e-3

@@ -86,6 +86,10 @@ class HearingAid:
 
     def __call__(self, signal: torch.Tensor, listener: Listener) -> torch.Tensor:
         """``(2, samples)`` float64 (left, right) -> the processed ``(2, samples)``, each ear with its audiogram."""
+        return self.limit(self.shape(signal, listener))
+
+    def shape(self, signal: torch.Tensor, listener: Listener) -> torch.Tensor:
+        """The listener-specific part, NAL-R and the compressor: ``(2, samples)`` -> ``(2, samples)`` float64."""
         out = signal.double()
         if self.nfir is not None:
             fir, _ = nalr_fir(
@@ -96,9 +100,11 @@ class HearingAid:
             out = apply_nalr(fir, out, compensate_delay=True)
         if self.compressor is not None:
             out = self.compressor(out)
-        if self.sos is not None:
-            out = sos_filter(self.sos, out)
         return out
+
+    def limit(self, signal: torch.Tensor) -> torch.Tensor:
+        """The band-pass (if any) of ``(..., samples)``."""
+        return sos_filter(self.sos, signal) if self.sos is not None else signal
 
 
 def adjust_level(signal: np.ndarray, gains_db: Sequence[float]) -> np.ndarray:
@@ -146,6 +152,9 @@ class RebalancePipeline(Recipe):
         demixers: ``{system: demixer}`` (``pipelines.cadenza.demixers``).
         hearing_aid: the per-ear processing applied to the output and to the reference.
         output_sample_rate: of the written output (Hz).
+        per_stem: apply the hearing aid's NAL-R and compressor to each voice (after its gain) and band-pass
+            the remix, as the Cadenza 2023 entry this recipe's preset ``chorales_seed_entry`` reproduces;
+            ``False``: the whole hearing aid on the remix (CAD2's baseline).
         backend: HAAQI's backend. progress: progress bars.
     """
 
@@ -155,6 +164,7 @@ class RebalancePipeline(Recipe):
         demixers: Mapping[str, Demixer],
         hearing_aid: HearingAid,
         output_sample_rate: int = 32000,
+        per_stem: bool = False,
         backend: str = "auto",
         progress: bool = True,
     ) -> None:
@@ -163,6 +173,7 @@ class RebalancePipeline(Recipe):
         self.audio = _Excerpts(data)
         self.hearing_aid = hearing_aid
         self.output_sample_rate = int(output_sample_rate)
+        self.per_stem = bool(per_stem)
         self.backend = backend
         self._listeners = data.listeners()
 
@@ -203,6 +214,18 @@ class RebalancePipeline(Recipe):
         )
         return adjust_level(np.asarray(mix), self._gains(scene))
 
+    def _process(self, stems: Mapping[str, np.ndarray], scene: Scene, listener: Listener) -> np.ndarray:
+        """``(2, samples)``: the voices with the scene's gains and CAD2's level compensation, remixed and
+        processed by the hearing aid (per voice, then the band-pass on the remix, with ``per_stem``)."""
+        scale = adjust_level(np.ones(1), self._gains(scene))[0]
+        voices = [
+            torch.from_numpy(np.asarray(stems[i], dtype=np.float64).T * (10 ** (scene.gains[i] / 20) * scale))
+            for i in self.data.instruments
+        ]
+        if self.per_stem:
+            return self.hearing_aid.limit(sum(self.hearing_aid.shape(v, listener) for v in voices)).numpy()
+        return self.hearing_aid(torch.stack(voices).sum(0), listener).numpy()
+
     # --- enhance ---------------------------------------------------------------------------------------
     def enhance_digests(self, items: Sequence[SceneItem]) -> dict[str, str]:
         pieces = self._piece_fingerprints()
@@ -210,6 +233,7 @@ class RebalancePipeline(Recipe):
             "recipe": "rebalance/enhance",
             "hearing_aid": self.hearing_aid.settings,
             "rate": self.output_sample_rate,
+            "per_stem": self.per_stem,
         }
         return {
             i.name: digest_of(
@@ -224,11 +248,8 @@ class RebalancePipeline(Recipe):
 
     def enhance_item(self, out_dir: Path, item: SceneItem, digest: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        mix = self._rebalance(
-            self.demix(item.system, self.audio, item.scene.piece, item.scene.piece, self.data.instruments),
-            item.scene,
-        )
-        processed = self.hearing_aid(torch.from_numpy(mix.T.copy()), item.listener).numpy().T
+        stems = self.demix(item.system, self.audio, item.scene.piece, item.scene.piece, self.data.instruments)
+        processed = self._process(stems, item.scene, item.listener).T
         output = resample(processed, self.data.sample_rate, self.output_sample_rate)
         write_audio(
             self.output_path(out_dir, item), output.T.astype(np.float32), self.output_sample_rate, "FLOAT"
@@ -248,7 +269,11 @@ class RebalancePipeline(Recipe):
         from musicbench.utils.files import sha256_file
 
         pieces = self._piece_fingerprints()
-        settings = {"recipe": "rebalance/evaluate", "hearing_aid": self.hearing_aid.settings}
+        settings = {
+            "recipe": "rebalance/evaluate",
+            "hearing_aid": self.hearing_aid.settings,
+            "per_stem": self.per_stem,
+        }
         return {
             i.name: digest_of(
                 settings,
@@ -265,7 +290,7 @@ class RebalancePipeline(Recipe):
         rate = self.data.sample_rate
         clean = {i: self.audio.stem(item.scene.piece, i) for i in self.data.instruments}
         reference_mix = self._rebalance(clean, item.scene)  # (samples, 2) float64
-        reference = self.hearing_aid(torch.from_numpy(reference_mix.T.copy()), item.listener).numpy()
+        reference = self._process(clean, item.scene, item.listener)
         output, output_rate = read_audio(self.output_path(out_dir, item))
         refs = np.stack([resample(reference[e], rate, HAAQI_RATE) for e in range(2)])
         procs = np.stack([resample(output[e].double().numpy(), output_rate, HAAQI_RATE) for e in range(2)])
@@ -315,7 +340,11 @@ class RebalancePipeline(Recipe):
         return {
             "data": str(self.data.root),
             "split": self.data.split,
-            "settings": {"hearing_aid": self.hearing_aid.settings, "rate": self.output_sample_rate},
+            "settings": {
+                "hearing_aid": self.hearing_aid.settings,
+                "rate": self.output_sample_rate,
+                "per_stem": self.per_stem,
+            },
         }
 
 
