@@ -16,7 +16,14 @@ from musicbench.hearing.audiogram import Audiogram, check_levels
 from musicbench.metrics._checks import check_audio, check_finite_number, check_real_float
 from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
 from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
-from musicbench.metrics.haaqi.features import ave_covary2, bm_covary, env_smooth, melcor9, spectrum_diff
+from musicbench.metrics.haaqi.features import (
+    _above_threshold,
+    ave_covary2,
+    bm_covary,
+    env_smooth,
+    melcor9,
+    spectrum_diff,
+)
 from musicbench.metrics.haaqi.noise import seed_from
 
 AudiogramLike = Audiogram | torch.Tensor | np.ndarray | Sequence[float]
@@ -112,6 +119,14 @@ def haaqi_v1(
     ref_smooth = env_smooth(ref_db, segment_size, sample_rate, backend=backend)
     proc_smooth = env_smooth(proc_db, segment_size, sample_rate, backend=backend)
     _, _, mel_cepstral_high, _ = melcor9(ref_smooth, proc_smooth, silence_threshold, segment_size)
+    discard = getattr(noise, "discard", None)
+    if discard is not None:
+        # pyclarity's melcor9 draws (and scales by add_noise = 0) one normal per envelope value above
+        # threshold, for each signal: a NumPy stream shared by successive calls must skip them too.
+        above = int(_above_threshold(ref_smooth, silence_threshold).numel())
+        if above > 1:
+            discard((ref_smooth.shape[0], above))
+            discard((proc_smooth.shape[0], above))
     dloud, dnorm, _ = spectrum_diff(ref_sl, proc_sl)
     cov, ref_ms, _ = bm_covary(ref_bm, proc_bm, segment_covariance, sample_rate, backend=backend)
     _, sync = ave_covary2(cov, ref_ms, silence_threshold)
@@ -183,7 +198,9 @@ def haaqi(
         level1: dB SPL of a signal with RMS 1 (finite); for a batch, one shared or one per item.
         generator: torch generator from which each item's noise seed is drawn.
         seed: instead of ``generator``: an int (item ``i`` uses ``seed + i``) or one seed per item.
-        noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity tests).
+        noise: optional noise source(s) ``noise(n) -> (2, 32, n)`` standard-normal draws (parity runs). A
+            source with a ``discard(shape)`` method is also told the draws pyclarity makes and throws away
+            later in each call, so one NumPy stream can feed several calls in pyclarity's order.
         backend: ``"auto"`` (numba kernels on CPU, torch on other devices), ``"numba"`` or ``"torch"``.
         resampling: ``"exact"`` (default) resamples at the exact rate ratio; ``"pyclarity"`` rounds
             the rates to whole kHz as pyclarity does (44.1 kHz is treated as 44 kHz), for parity runs.

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,15 +59,21 @@ def song_seed(song: str) -> int:
     return int(hashlib.md5(song.encode("utf-8")).hexdigest(), 16) % (10**8)
 
 
-def numpy_noise(seed: int, count: int) -> list[Callable[[int], torch.Tensor]]:
-    """``count`` noise hooks drawing, in turn, from one NumPy legacy RNG seeded with ``seed``: the draws
-    pyclarity's HAAQI takes from ``np.random`` after ``np.random.seed(seed)``, call after call."""
-    rng = np.random.RandomState(seed)
+class NumpyNoise:
+    """HAAQI noise drawn from one NumPy legacy RNG seeded with ``seed``, call after call: the draws
+    pyclarity's HAAQI takes from ``np.random`` after ``np.random.seed(seed)``, including those it throws
+    away (``discard``), so a batch of calls sees pyclarity's stream in pyclarity's order."""
 
-    def draw(n: int) -> torch.Tensor:
-        return torch.from_numpy(np.stack([rng.standard_normal((32, n)), rng.standard_normal((32, n))]))
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.RandomState(seed)
 
-    return [draw] * count
+    def __call__(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(
+            np.stack([self.rng.standard_normal((32, n)), self.rng.standard_normal((32, n))])
+        )
+
+    def discard(self, shape: tuple[int, ...]) -> None:
+        self.rng.standard_normal(shape)
 
 
 @dataclass(frozen=True)
@@ -297,7 +303,7 @@ class Cad1Task1Pipeline(Recipe):
                 equalisation=1,
                 level1=levels,
                 seed=seed if self.noise == "counter" else None,
-                noise=numpy_noise(seed, len(scored)) if self.noise == "pyclarity" else None,
+                noise=NumpyNoise(seed) if self.noise == "pyclarity" else None,
                 backend=self.backend,
                 resampling="pyclarity" if self.noise == "pyclarity" else "exact",
             )

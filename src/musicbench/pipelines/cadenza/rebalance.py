@@ -177,8 +177,11 @@ class RebalancePipeline(Recipe):
         self.backend = backend
         self._listeners = data.listeners()
 
-    recipe = "chorales_rebalance"
     unit = "scene-listener pairs"
+
+    @property
+    def recipe(self) -> str:  # type: ignore[override]
+        return "chorales_rebalance" + ("/per_stem" if self.per_stem else "")
 
     def all_items(self) -> list[SceneItem]:
         """Every (system, scene, listener), system-major then the scenes' order."""
