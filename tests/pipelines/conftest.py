@@ -69,3 +69,23 @@ def cad1_root(tmp_path_factory) -> Path:
 def cad1_factory():
     """``make_cad1_root`` (a CAD1 layout with the given songs and split)."""
     return make_cad1_root
+
+
+@pytest.fixture(scope="session")
+def tiny_cadenza_root(tiny_chorales_root, tmp_path_factory) -> Path:
+    """The tiny chorales in the Cadenza layout: 2 pieces per split, 1 scene each, 2 of 4 listeners per scene,
+    1.5-s excerpts."""
+    from musicbench.data.cadenza_chorales import build_cadenza_chorales
+
+    root = tmp_path_factory.mktemp("cadenza")
+    build_cadenza_chorales(
+        root,
+        tiny_chorales_root,
+        pieces_per_split=2,
+        scenes_per_piece=1,
+        listeners_per_split=4,
+        listeners_per_scene=2,
+        segment_seconds=1.5,
+        progress=False,
+    )
+    return root

@@ -91,22 +91,10 @@ def _compose(overrides):
         return compose("cadenza", overrides=overrides, return_hydra_config=False)
 
 
-def test_every_pipeline_option_composes_and_instantiates(cad1_root, tiny_chorales_root, tmp_path):
+def test_every_pipeline_option_composes_and_instantiates(cad1_root, tiny_cadenza_root):
     import hydra
 
-    from musicbench.data.cadenza_chorales import build_cadenza_chorales
-
-    cadenza_root = tmp_path / "cadenza"
-    build_cadenza_chorales(
-        cadenza_root,
-        tiny_chorales_root,
-        pieces_per_split=1,
-        scenes_per_piece=1,
-        listeners_per_split=2,
-        listeners_per_scene=1,
-        segment_seconds=1.0,
-        progress=False,
-    )
+    cadenza_root = tiny_cadenza_root
     from musicbench.utils.config import CONFIG_DIR
 
     options = sorted(p.stem for p in (CONFIG_DIR / "pipeline").glob("*.yaml"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicbench.data.cadenza_chorales import CadenzaScenes, build_cadenza_chorales
+from musicbench.data.cadenza_chorales import CadenzaScenes
 from musicbench.pipelines.cadenza.demixers import MixtureDemixer, OracleDemixer
 from musicbench.pipelines.cadenza.rebalance import HearingAid, RebalancePipeline, adjust_level
 
@@ -14,19 +14,8 @@ COMPRESSOR = dict(attack=[11] * 6, release=[80] * 6, threshold=[-30] * 6, ratio=
 
 
 @pytest.fixture(scope="module")
-def scenes(tiny_chorales_root, tmp_path_factory) -> CadenzaScenes:
-    root = tmp_path_factory.mktemp("cadenza")
-    build_cadenza_chorales(
-        root,
-        tiny_chorales_root,
-        pieces_per_split=2,
-        scenes_per_piece=1,
-        listeners_per_split=4,
-        listeners_per_scene=2,
-        segment_seconds=1.5,
-        progress=False,
-    )
-    return CadenzaScenes(root, "test")
+def scenes(tiny_cadenza_root) -> CadenzaScenes:
+    return CadenzaScenes(tiny_cadenza_root, "test")
 
 
 def test_adjust_level_is_cad2_s():
