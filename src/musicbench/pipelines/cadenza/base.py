@@ -8,6 +8,7 @@ item is enhanced and scored, the digests that decide when an item's result is st
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,14 @@ from musicbench.pipelines.cadenza.report import summarise
 from musicbench.utils.provenance import code_version
 
 
-class Recipe:
+class Recipe(ABC):
     """The base of the Cadenza recipes (see the module docstring).
 
     Args:
         demixers: ``{system: demixer}``; each system is enhanced and scored.
         progress: progress bars with ETA.
 
-    Subclasses set ``recipe`` and ``unit`` (names in ``summary.json``) and implement the methods that
-    raise ``NotImplementedError`` here.
+    Subclasses set ``recipe`` and ``unit`` (names in ``summary.json``) and implement the abstract methods.
     """
 
     recipe = ""
@@ -47,33 +47,40 @@ class Recipe:
         self._demixed: tuple[str, str, dict[str, np.ndarray]] | None = None
 
     # --- what a recipe defines -------------------------------------------------------------------------
+    @abstractmethod
     def all_items(self) -> list[Any]:
         """Every item (objects with ``name`` and ``system``), in a fixed order."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def enhance_digests(self, items: Sequence[Any]) -> dict[str, str]:
         """``{item name: digest of what its enhancement depends on}``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def enhance_item(self, out_dir: Path, item: Any, digest: str) -> dict[str, Any]:
         """Write one item's enhanced signals; returns its record (with ``item`` and ``digest``)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def evaluate_digests(self, out_dir: Path, items: Sequence[Any]) -> dict[str, str]:
         """``{item name: digest of what its scores depend on}`` (including its enhanced files)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def evaluate_item(self, out_dir: Path, item: Any, digest: str) -> dict[str, Any]:
         """Score one item; returns its result (``item``, ``system``, ``group``, ``digest``, ``score``...)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def write_scores(self, results: Sequence[Mapping[str, Any]], path: Path) -> None:
         """Write one system's ``scores.csv`` in the challenge's columns."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def summary_meta(self) -> dict[str, Any]:
         """What ``summary.json`` records besides the scores (data, split, settings)."""
-        raise NotImplementedError
+        ...
 
     # --- shared ----------------------------------------------------------------------------------------
     def items(self, shard: tuple[int, int] | None = None) -> list[Any]:
