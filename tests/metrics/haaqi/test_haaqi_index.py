@@ -261,3 +261,37 @@ def test_asymmetric_listener_both_ears_match_pyclarity():
     ours = haaqi(refs, procs, 44100, 44100, [left, right], noise=hooks, resampling="pyclarity")
     assert abs(theirs[0] - theirs[1]) > 0.01  # the ears differ
     np.testing.assert_allclose(ours.numpy(), theirs, atol=TOL)
+
+
+def test_one_numpy_stream_feeds_successive_calls_as_in_pyclarity():
+    """pyclarity seeds once and scores several signals in turn (the Cadenza recipes); a hook that also
+    discards what pyclarity's melcor9 draws and throws away keeps every call on pyclarity's stream."""
+    sr = 24000
+    pairs = [_case(name, sr, 0.4) for name in ("noisy", "lowpassed", "silent_passage")]
+    levels = [45, 45, 35, 45, 60, 65]
+
+    np.random.seed(11)
+    theirs = [_pyclarity_call(r, p, sr, levels) for r, p in pairs]
+
+    class Stream:
+        def __init__(self):
+            self.rng = np.random.RandomState(11)
+
+        def __call__(self, n):
+            return torch.from_numpy(
+                np.stack([self.rng.standard_normal((32, n)), self.rng.standard_normal((32, n))])
+            )
+
+        def discard(self, shape):
+            self.rng.standard_normal(shape)
+
+    stream = Stream()
+    refs = torch.stack([torch.from_numpy(r) for r, _ in pairs])
+    procs = torch.stack([torch.from_numpy(p) for _, p in pairs])
+    ours = haaqi(refs, procs, sr, sr, levels, noise=stream, resampling="pyclarity")
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-6)
+
+
+def _pyclarity_call(ref, proc, sr, levels):
+    audiogram = ClarityAudiogram(levels=np.asarray(levels, float), frequencies=FREQS)
+    return compute_haaqi(proc, ref, sr, sr, audiogram, 1, 65.0)
