@@ -14,38 +14,31 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-import scipy.signal
 import torch
 
 from musicbench.hearing.nalr import apply_nalr, nalr_fir
 from musicbench.metrics._checks import check_audio, check_finite_number
-from musicbench.metrics.haaqi.dsp import FloatArray, rms, shift_rows
+from musicbench.metrics.haaqi.dsp import rms, shift_rows
 from musicbench.metrics.haaqi.ear import (
     HAAQI_AUDIOGRAM_FREQUENCIES,
     SAMPLE_RATE,
     LossParameters,
     bandwidth_adjust,
-    bandwidth_from_rms,
     center_frequency,
     convert_rms_to_sl,
     env_compress_basilar_membrane,
     envelope_align,
-    envelope_delays,
     envelope_sl,
-    gain_smoothing_filter,
     gammatone,
-    gammatone_coefficients,
     gammatone_fft_size,
     group_delay_correction,
-    ihc_constants,
     inner_hair_cell_adaptation,
     input_align,
     loss_parameters,
     middle_ear,
-    middle_ear_filters,
     resample_24khz,
 )
-from musicbench.metrics.haaqi.noise import stream_key, threshold_noise
+from musicbench.metrics.haaqi.noise import threshold_noise
 
 NFIR_NALR = 140  # taps - 1 of the NAL-R filter at 24 kHz
 IHC_THRESHOLD_DB = -10.0  # additive noise level, dB re: auditory threshold
@@ -164,8 +157,9 @@ def ear_model(
         )
         ref24 = apply_nalr(fir, ref24)[NFIR_NALR : NFIR_NALR + nsamp]
     draws = None if noise is None else torch.as_tensor(noise(nsamp), dtype=dt).to(device)
-    body = _cochlea_numba if backend == "numba" else _cochlea_torch
-    ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg = body(
+    if backend == "numba":
+        return _cochlea_numba(ref24, proc24, hearing_loss, itype, level1, draws, seed, m_delay > 0, nchan)
+    ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg = _cochlea_torch(
         CochleaInput(
             reference=ref24,
             processed=proc24,
@@ -287,92 +281,35 @@ def _cochlea_torch(inputs: CochleaInput) -> CochleaOutput:
     return ref_db, ref_bm, proc_db, proc_bm, ref_avg, proc_avg
 
 
-def _carrier_steps(cf: torch.Tensor) -> tuple[FloatArray, FloatArray]:
-    tpt = 2 * np.pi / SAMPLE_RATE
-    cf_np = cf.cpu().numpy()
-    return np.cos(tpt * cf_np), np.sin(tpt * cf_np)
+def _cochlea_numba(
+    ref24: torch.Tensor,
+    proc24: torch.Tensor,
+    hearing_loss: torch.Tensor,
+    itype: int,
+    level1: float,
+    draws: torch.Tensor | None,
+    seed: int,
+    delay_compensate: bool,
+    nchan: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``ear_model``'s outputs from the aligned signals with the batched CPU kernels (``batch.py``)."""
+    from musicbench.metrics.haaqi.batch import Aligned, cochlea_batch
 
-
-def _pole_and_gain(bandwidth: torch.Tensor, cf: torch.Tensor) -> tuple[FloatArray, FloatArray]:
-    a, _, _, gain = gammatone_coefficients(bandwidth, cf, SAMPLE_RATE)
-    return a.cpu().numpy(), gain.cpu().numpy()
-
-
-def _middle_ear_np(x: FloatArray) -> FloatArray:
-    """pyclarity's ``middle_ear`` with scipy's recursive filters (1-D, cheap on CPU)."""
-    (b_lp, a_lp), (b_hp, a_hp) = middle_ear_filters(SAMPLE_RATE)
-    out: FloatArray = scipy.signal.lfilter(b_hp, a_hp, scipy.signal.lfilter(b_lp, a_lp, x))
-    return out
-
-
-def _pair(x: torch.Tensor, y: torch.Tensor) -> FloatArray:
-    """``(2, ...)`` NumPy stack of the reference's and the processed signal's parameters."""
-    return np.stack((x.numpy(), y.numpy()))
-
-
-def _cochlea_numba(inputs: CochleaInput) -> CochleaOutput:
-    """The same stages as ``_cochlea_torch`` as fused per-band recursions (numba kernels, CPU)."""
-    from musicbench.metrics.haaqi import kernels
-
-    ref24, proc24, cf, level1 = inputs.reference, inputs.processed, inputs.center_freq, inputs.level1
-    loss_x, loss_y, bandwidth_1 = inputs.loss_reference, inputs.loss_processed, inputs.bandwidth_max
-    nchan, nsamp = len(cf), ref24.shape[-1]
-    mids = np.stack([_middle_ear_np(v.numpy()) for v in (ref24, proc24)])
-    cos_step, sin_step = _carrier_steps(cf)
-
-    a1, g1 = _pole_and_gain(bandwidth_1, cf)
-    control = np.empty((2, nchan, nsamp))
-    control_ms = np.empty((2, nchan))
-    unused, unused3 = np.empty((0, 0)), np.empty((0, 0, 0))
-    kernels.gammatone_bands(
-        mids, cos_step, sin_step, np.stack((a1, a1)), np.stack((g1, g1)), False, unused3, unused, unused,
-        unused, float(level1), np.zeros(3), control, unused3, control_ms,
-    )  # fmt: skip
-    control_rms = torch.from_numpy(np.sqrt(control_ms))
-    ref_bw = bandwidth_from_rms(control_rms[0], loss_x.bandwidth, bandwidth_1, level1)
-    proc_bw = bandwidth_from_rms(control_rms[1], loss_y.bandwidth, bandwidth_1, level1)
-    (ax, gx), (ay, gy) = _pole_and_gain(ref_bw, cf), _pole_and_gain(proc_bw, cf)
-
-    cc = np.empty((2, nchan, nsamp))
-    bm = np.empty((2, nchan, nsamp))
-    env_ms = np.empty((2, nchan))
-    b_lp, a_lp = gain_smoothing_filter(SAMPLE_RATE)
-    kernels.gammatone_bands(
-        mids, cos_step, sin_step, np.stack((ax, ay)), np.stack((gx, gy)), True, control,
-        _pair(loss_x.attn_ohc, loss_y.attn_ohc), _pair(loss_x.low_knee, loss_y.low_knee),
-        _pair(loss_x.compression_ratio, loss_y.compression_ratio), float(level1),
-        np.array([b_lp[0], b_lp[1], a_lp[1]]), cc, bm, env_ms,
-    )  # fmt: skip
-    cc_t, bm_t = torch.from_numpy(cc), torch.from_numpy(bm)
-    zero = np.zeros(nchan, dtype=np.int64)
-    delay_cc = np.stack((zero, envelope_delays(cc_t[0], cc_t[1]).numpy())).astype(np.int64)
-    delay_bm = np.stack((zero, envelope_delays(bm_t[0], bm_t[1]).numpy())).astype(np.int64)
-
-    c = ihc_constants(2.0, SAMPLE_RATE)
-    ihc = np.array(
-        [c["r2"], c["p1"], c["p2"], c["denom"], c["a11"], c["a12"], c["a21"], c["a22"], 1 / c["r1"]]
+    nsamp = ref24.shape[-1]
+    cb = cochlea_batch(
+        Aligned(ref24[None], proc24[None], torch.tensor([nsamp])),
+        hearing_loss[None],
+        np.array([level1], np.float64),
+        itype,
+        None if draws is not None else [seed],
+        None if draws is None else [draws],
+        keep_outputs=True,
+        delay_compensate=delay_compensate,
+        nchan=nchan,
     )
-    if inputs.draws is None:
-        seed = inputs.seed
-        keys = np.array([[stream_key(seed, s * nchan + k) for k in range(nchan)] for s in range(2)], np.int64)
-        noise_np = np.empty((0, 0, 0))
-    else:
-        keys = np.zeros((2, nchan), np.int64)
-        noise_np = np.ascontiguousarray(inputs.draws.cpu().numpy())
-    db = control  # the control envelopes are spent: reuse their memory (1/3 GB per 30 s)
-    del control
-    bm_out = np.empty((2, nchan, nsamp))
-    correct = group_delay_correction(ref_bw, cf) if inputs.delay_compensate else np.zeros(nchan)
-    kernels.adapted_bands(
-        cc, bm, delay_cc, delay_bm, _pair(loss_x.attn_ihc, loss_y.attn_ihc), float(level1), ihc,
-        _noise_gain(level1), keys, noise_np, correct.astype(np.int64), db, bm_out,
-    )  # fmt: skip
-    db_t, bm_out_t = torch.from_numpy(db), torch.from_numpy(bm_out)
-    env_rms = torch.from_numpy(np.sqrt(env_ms))
-    return (
-        db_t[0], bm_out_t[0], db_t[1], bm_out_t[1],
-        (env_rms[0], control_rms[0]), (env_rms[1], control_rms[1]),
-    )  # fmt: skip
+    assert cb.outputs is not None
+    db, bm = (torch.from_numpy(v[:, :, :nsamp]) for v in cb.outputs)
+    return db[0], bm[0], db[1], bm[1], cb.reference_sl[0], cb.processed_sl[0], SAMPLE_RATE
 
 
 __all__ = ["BACKENDS", "NoiseFn", "available_backends", "ear_model", "resolve_backend"]

@@ -285,7 +285,10 @@ def bandwidth_adjust(
 
 
 def bandwidth_from_rms(
-    control_rms: torch.Tensor, bandwidth_min: torch.Tensor, bandwidth_max: torch.Tensor, level1: float
+    control_rms: torch.Tensor,
+    bandwidth_min: torch.Tensor,
+    bandwidth_max: torch.Tensor,
+    level1: float | torch.Tensor,
 ) -> torch.Tensor:
     """``bandwidth_adjust`` from the ``(..., nchan)`` RMS of the control envelopes."""
     control_db = 20 * torch.log10(control_rms) + level1
@@ -302,7 +305,7 @@ def ohc_gain_db(
     attn_ohc: torch.Tensor,
     threshold_low: torch.Tensor,
     compression_ratio: torch.Tensor,
-    level1: float,
+    level1: float | torch.Tensor,
     threshold_high: float = 100,
 ) -> torch.Tensor:
     """OHC gain in dB for control envelope values (pyclarity's compression rule, shapes broadcast).
@@ -492,7 +495,7 @@ def convert_rms_to_sl(
     threshold_low: torch.Tensor,
     compression_ratio: torch.Tensor,
     attn_ihc: torch.Tensor,
-    level1: float,
+    level1: float | torch.Tensor,
     threshold_high: float = 100,
 ) -> torch.Tensor:
     """pyclarity's ``convert_rms_to_sl``: ``(..., nchan)`` RMS envelope levels to compressed dB SL."""

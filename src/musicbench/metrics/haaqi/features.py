@@ -57,31 +57,47 @@ def env_smooth(
     return torch.cat((s_first[..., None], s_mid, s_last[..., None]), dim=-1)
 
 
-def _segment_parts(nseg: int, window: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, slice]]:
-    """``(starts, window, output columns)`` of pyclarity's segments of ``len(window)`` samples with 50 %
-    overlap: the half first segment (second half of the window), the full middle ones and the half last
-    one (first half of the window). Parts without segments are left out."""
-    nhalf = len(window) // 2
-    parts = [
-        (np.array([0]), window[nhalf:], slice(0, 1)),
-        (nhalf * np.arange(1, nseg - 1), window, slice(1, nseg - 1)),
-        (np.array([(nseg - 1) * nhalf]), window[:nhalf], slice(nseg - 1, nseg)),
-    ]
-    return [(st.astype(np.int64), np.ascontiguousarray(w), cols) for st, w, cols in parts if len(st)]
+def _window_parts(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(3, nwin)`` first / middle / last windows of pyclarity's segments (the second half, the whole
+    and the first half of ``window``, zero-padded) and ``(3,)`` their lengths."""
+    nwin = len(window)
+    nhalf = nwin // 2
+    parts = np.zeros((3, nwin))
+    parts[0, :nhalf] = window[nhalf:]
+    parts[1] = window
+    parts[2, :nhalf] = window[:nhalf]
+    return parts, np.array([nhalf, nwin, nhalf], dtype=np.int64)
+
+
+def smoothing_kernel_args(nwin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(windows, lengths, scales)`` of ``kernels.segment_sums`` for ``env_smooth`` with ``nwin`` samples."""
+    window = np.hanning(nwin)  # = torch.hann_window(nwin, periodic=False)
+    parts, lengths = _window_parts(window)
+    # Both half segments are normalised by the second half window's sum, as pyclarity does.
+    half_sum = window[nwin // 2 :].sum()
+    return parts, lengths, np.array([1 / half_sum, 1 / window.sum(), 1 / half_sum])
+
+
+def covariance_kernel_args(nwin: int, maxlag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(windows, lengths, inv_wc, inv_sum2)`` of ``kernels.segment_covariance`` for ``bm_covary``."""
+    window = np.hanning(nwin)
+    parts, lengths = _window_parts(window)
+    inv_wc = np.empty((3, 2 * maxlag + 1))
+    inv_sum2 = np.empty(3)
+    for i, n in enumerate(lengths):
+        win = parts[i, :n]
+        inv_wc[i] = 1.0 / np.correlate(win, win, "full")[n - 1 - maxlag : n + maxlag]
+        inv_sum2[i] = 1.0 / np.sum(win**2)
+    return parts, lengths, inv_wc, inv_sum2
 
 
 def _env_smooth_numba(envelopes: torch.Tensor, window: np.ndarray, nseg: int) -> torch.Tensor:
-    from musicbench.metrics.haaqi.kernels import windowed_sums
+    from musicbench.metrics.haaqi.kernels import segment_sums
 
     rows = np.ascontiguousarray(envelopes.reshape(-1, envelopes.shape[-1]).numpy())
     out = np.empty((rows.shape[0], nseg))
-    # Both half segments are normalised by the second half window's sum, as pyclarity does.
-    half_sum = window[len(window) // 2 :].sum()
-    for starts, win, cols in _segment_parts(nseg, window):
-        scale = 1 / (window.sum() if len(win) == len(window) else half_sum)
-        part = np.empty((rows.shape[0], len(starts)))
-        windowed_sums(rows, starts, win, float(scale), part)
-        out[:, cols] = part
+    windows, lengths, scales = smoothing_kernel_args(len(window))
+    segment_sums(rows, np.full(rows.shape[0], nseg, np.int64), windows, lengths, scales, out)
     return torch.from_numpy(out).reshape(*envelopes.shape[:-1], nseg)
 
 
@@ -259,21 +275,12 @@ def _bm_covary_numba(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from musicbench.metrics.haaqi.kernels import segment_covariance
 
-    nwin = len(window)
-    nhalf = nwin // 2
-    need = max(nseg * nhalf + nhalf, reference_bm.shape[-1])
-    x = np.zeros((reference_bm.shape[0], need))
-    y = np.zeros_like(x)
-    x[:, : reference_bm.shape[-1]] = reference_bm.numpy()
-    y[:, : processed_bm.shape[-1]] = processed_bm.numpy()
-    cov = np.empty((x.shape[0], nseg))
-    ms_x = np.empty_like(cov)
-    ms_y = np.empty_like(cov)
-    for starts, win, cols in _segment_parts(nseg, window):
-        wc = np.correlate(win, win, "full")[len(win) - 1 - maxlag : len(win) + maxlag]
-        c, mx, my = (np.empty((x.shape[0], len(starts))) for _ in range(3))
-        segment_covariance(x, y, starts, win, 1.0 / wc, 1.0 / np.sum(win**2), maxlag, c, mx, my)
-        cov[:, cols], ms_x[:, cols], ms_y[:, cols] = c, mx, my
+    x = np.ascontiguousarray(reference_bm.numpy())
+    y = np.ascontiguousarray(processed_bm.numpy())
+    cov, ms_x, ms_y = (np.empty((x.shape[0], nseg)) for _ in range(3))
+    windows, lengths, inv_wc, inv_sum2 = covariance_kernel_args(len(window), maxlag)
+    nsegs = np.full(x.shape[0], nseg, np.int64)
+    segment_covariance(x, y, nsegs, windows, lengths, inv_wc, inv_sum2, maxlag, cov, ms_x, ms_y)
     return (
         torch.from_numpy(np.clip(cov, 0, 1)),
         torch.from_numpy(ms_x * 2.0),
@@ -310,12 +317,111 @@ def ave_covary2(
     return average, sync
 
 
+def _valid(segments: torch.Tensor, width: int) -> torch.Tensor:
+    """``(B, width)`` mask of the first ``segments[b]`` columns."""
+    return torch.arange(width, device=segments.device)[None, :] < segments[:, None]
+
+
+def _above_threshold_batch(
+    reference_db: torch.Tensor, segments: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """``(B, N)`` mask of ``_above_threshold`` for ``(B, nchan, N)`` rows with ``segments`` valid columns."""
+    level = 20 * torch.log10(torch.sum(10 ** (reference_db / 20), dim=1) / reference_db.shape[1])
+    return (level > threshold) & _valid(segments, reference_db.shape[-1])
+
+
+def _masked_normalized_covariance(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``_normalized_covariance`` over the entries of the last dimension where ``mask`` (broadcast) holds."""
+    count = mask.sum(-1, keepdim=True).clamp(min=1)
+    x = torch.where(mask, x - (x * mask).sum(-1, keepdim=True) / count, 0.0)
+    y = torch.where(mask, y - (y * mask).sum(-1, keepdim=True) / count, 0.0)
+    xs, ys = (x**2).sum(-1), (y**2).sum(-1)
+    ok = (xs >= SMALL) & (ys >= SMALL)
+    value = torch.abs((x * y).sum(-1)) / torch.sqrt(torch.where(ok, xs * ys, torch.ones_like(xs)))
+    return torch.where(ok, value, torch.zeros_like(value))
+
+
+def melcor9_batch(
+    reference: torch.Tensor,
+    distorted: torch.Tensor,
+    segments: torch.Tensor,
+    threshold: float,
+    segment_size: float,
+    n_cepstral_coef: int = 6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``melcor9``'s high-modulation cepstral correlation of each item of a batch, at once.
+
+    Args:
+        reference, distorted: ``(B, nchan, N)`` smoothed envelopes in dB SL, zero past ``segments``.
+        segments: ``(B,)`` valid columns of each item.
+
+    Returns:
+        ``(high (B,), above (B,))``: the correlations (0 where at most one segment is above threshold) and
+        the number of segments above threshold.
+    """
+    sel = _above_threshold_batch(reference, segments, threshold)  # (B, N)
+    nsel = sel.sum(-1)
+    # The selected segments of each item, in order, moved to the front (zeros after).
+    order = torch.sort((~sel).to(torch.int8), dim=-1, stable=True).indices
+    front = _valid(nsel, sel.shape[-1])  # (B, N)
+    cepm = _cepstral_basis(reference.shape[1], n_cepstral_coef, reference.dtype, reference.device)
+    ceps = []
+    for env in (reference, distorted):
+        picked = torch.gather(env, -1, order[:, None, :].expand_as(env))
+        cep = torch.einsum("kc,bkn->bcn", cepm, picked)  # (B, nbasis, N)
+        mean = (cep * front[:, None]).sum(-1, keepdim=True) / nsel.clamp(min=1)[:, None, None]
+        ceps.append(torch.where(front[:, None], cep - mean, 0.0))
+    b = torch.as_tensor(modulation_filters(segment_size), dtype=reference.dtype, device=reference.device)
+    half = (b.shape[-1] - 1) // 2
+    kernels = b.flip(-1)[:, None, :]  # conv1d correlates: flip the taps
+    n_items, width = reference.shape[0], reference.shape[-1]
+    cep = torch.stack(ceps).reshape(-1, 1, width)  # (2 B nbasis, 1, N)
+    filtered = F.conv1d(F.pad(cep, (half, half)), kernels)  # zeros past nsel, as the per-item filtering
+    nmod = b.shape[0]
+    filtered = filtered.reshape(2, n_items, n_cepstral_coef, nmod, width).transpose(
+        2, 3
+    )  # (2, B, nmod, nbasis, N)
+    ccm = _masked_normalized_covariance(
+        filtered[0], filtered[1], front[:, None, None, :]
+    )  # (B, nmod, nbasis)
+    high = ccm[:, 4:8, 1:].sum((-1, -2)) / (4 * (n_cepstral_coef - 1))
+    return torch.where(nsel > 1, high, torch.zeros_like(high)), nsel
+
+
+def ave_covary2_batch(
+    signal_cross_covariance: torch.Tensor,
+    reference_mean_square: torch.Tensor,
+    segments: torch.Tensor,
+    threshold_db: float,
+    lp_filter_order: Sequence[int] = (1, 3, 5, 5, 5, 5),
+    freq_cutoff: Sequence[float] = (1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0),
+) -> torch.Tensor:
+    """``ave_covary2``'s ``(B, 6)`` IHC-sync weighted averages of ``(B, nchan, M)`` covariances and mean
+    squares with ``segments`` ``(B,)`` valid columns (0 where at most one segment is above threshold)."""
+    nchan = signal_cross_covariance.shape[1]
+    dt, dev = signal_cross_covariance.dtype, signal_cross_covariance.device
+    cf = center_frequency(nchan)
+    order = np.asarray(lp_filter_order, dtype=float)[:, None]
+    fc2p = np.asarray(freq_cutoff, dtype=float)[:, None] ** (2 * order)
+    fsync = torch.as_tensor(np.sqrt(fc2p / (fc2p + cf[None, :] ** (2 * order))), dtype=dt, device=dev)
+    signal_rms = torch.sqrt(reference_mean_square)
+    sel = _above_threshold_batch(signal_rms, segments, threshold_db)  # (B, M)
+    weight = ((signal_rms > threshold_db) & sel[:, None, :]).to(dt)  # (B, nchan, M)
+    # sum over segments first: (B, nchan) weighted covariance and weight per band
+    wc = (weight * signal_cross_covariance).sum(-1)
+    w = weight.sum(-1)
+    sync = (wc @ fsync.T) / (w @ fsync.T)  # (B, 6)
+    return torch.where((sel.sum(-1) > 1)[:, None], sync, torch.zeros_like(sync))
+
+
 __all__ = [
     "ave_covary2",
+    "ave_covary2_batch",
     "bm_covary",
     "env_smooth",
     "mel_cepstrum_correlation",
     "melcor9",
+    "melcor9_batch",
     "modulation_filters",
     "spectrum_diff",
 ]

@@ -14,14 +14,17 @@ import torch
 
 from musicbench.hearing.audiogram import Audiogram, check_levels
 from musicbench.metrics._checks import check_audio, check_finite_number, check_real_float
+from musicbench.metrics.haaqi.batch import ENV_SEGMENT_MS, align_batch, cochlea_batch
 from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
 from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
 from musicbench.metrics.haaqi.features import (
     _above_threshold,
     ave_covary2,
+    ave_covary2_batch,
     bm_covary,
     env_smooth,
     melcor9,
+    melcor9_batch,
     spectrum_diff,
 )
 from musicbench.metrics.haaqi.noise import seed_from
@@ -102,6 +105,12 @@ def haaqi_v1(
     )
     hearing_loss = _levels(audiogram).to(reference.device)
     backend = resolve_backend(backend, reference.device)
+    if backend == "numba":
+        combined_b, nonlinear_b, linear_b, raw_b = haaqi_cpu_batch(
+            reference[None], processed[None], reference_sr, processed_sr, hearing_loss[None], equalisation,
+            [level1], [seed], [noise], resampling, silence_threshold, segment_covariance,
+        )  # fmt: skip
+        return combined_b[0], nonlinear_b[0], linear_b[0], raw_b[0]
     ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, sample_rate = ear_model(
         reference,
         reference_sr,
@@ -130,14 +139,92 @@ def haaqi_v1(
     dloud, dnorm, _ = spectrum_diff(ref_sl, proc_sl)
     cov, ref_ms, _ = bm_covary(ref_bm, proc_bm, segment_covariance, sample_rate, backend=backend)
     _, sync = ave_covary2(cov, ref_ms, silence_threshold)
-    bm_sync5 = sync[4]
-    d_loud = (1.0 - dloud[1] / 2.5).clamp(0, 1)
-    d_norm = (1.0 - dnorm[1] / 25).clamp(0, 1)
+    return _combine(mel_cepstral_high, sync[4], dloud[..., 1], dnorm[..., 1])
+
+
+def _combine(
+    mel_cepstral_high: torch.Tensor, bm_sync5: torch.Tensor, dloud: torch.Tensor, dnorm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HAAQI's ``(combined, nonlinear, linear, raw (..., 4))`` from its features (any batch shape)."""
+    d_loud = (1.0 - dloud / 2.5).clamp(0, 1)
+    d_norm = (1.0 - dnorm / 25).clamp(0, 1)
     nonlinear = 0.754 * (mel_cepstral_high**3) + 0.246 * bm_sync5
     linear = 0.329 * d_loud + 0.671 * d_norm
     combined = 0.336 * nonlinear + 0.001 * linear + 0.501 * (nonlinear**2) + 0.161 * (linear**2)
-    raw = torch.stack((mel_cepstral_high, bm_sync5, d_loud, d_norm))
+    raw = torch.stack((mel_cepstral_high, bm_sync5, d_loud, d_norm), dim=-1)
     return combined, nonlinear, linear, raw
+
+
+def haaqi_cpu_batch(
+    reference: torch.Tensor,
+    processed: torch.Tensor,
+    reference_sr: float,
+    processed_sr: float,
+    levels: torch.Tensor,
+    equalisation: int,
+    level1: Sequence[float],
+    seeds: Sequence[int],
+    noises: Sequence[NoiseFn | None],
+    resampling: str = "exact",
+    silence_threshold: float = 2.5,
+    segment_covariance: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HAAQI of ``(B, T_r)`` references and ``(B, T_p)`` processed signals in one pass on CPU (``batch.py``).
+
+    ``levels``: ``(B, 6)`` thresholds in dB HL; ``level1``, ``seeds``, ``noises``: one per item. Returns
+    ``(combined, nonlinear, linear, raw (B, 4))``. With ``noises`` (NumPy draws for parity runs) the items
+    run one after another, each drawing from its source when pyclarity would (a stream shared by several
+    items then gives each item pyclarity's draws); otherwise all items go through each stage together.
+    """
+    if any(n is not None for n in noises) and reference.shape[0] > 1:
+        parts = [
+            haaqi_cpu_batch(
+                reference[i : i + 1],
+                processed[i : i + 1],
+                reference_sr,
+                processed_sr,
+                levels[i : i + 1],
+                equalisation,
+                level1[i : i + 1],
+                seeds[i : i + 1],
+                noises[i : i + 1],
+                resampling,
+                silence_threshold,
+                segment_covariance,
+            )  # fmt: skip
+            for i in range(reference.shape[0])
+        ]
+        return cast(
+            tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+            tuple(torch.cat([p[j] for p in parts]) for j in range(4)),
+        )
+    device = reference.device
+    levels = levels.cpu().to(torch.float64)
+    aligned = align_batch(
+        reference.cpu(), processed.cpu(), reference_sr, processed_sr, levels, equalisation, resampling
+    )
+    draws = None
+    if noises[0] is not None:
+        draws = [torch.as_tensor(noises[0](int(aligned.lengths[0])), dtype=torch.float64)]
+    cb = cochlea_batch(
+        aligned, levels, np.asarray(level1, np.float64), equalisation, None if draws else list(seeds), draws,
+        segment_covariance_ms=float(segment_covariance),
+    )  # fmt: skip
+    high, above = melcor9_batch(
+        cb.reference_smooth, cb.processed_smooth, cb.smooth_segments, silence_threshold, ENV_SEGMENT_MS
+    )
+    discard = getattr(noises[0], "discard", None)
+    if discard is not None and int(above[0]) > 1:
+        # pyclarity's melcor9 draws (and scales by add_noise = 0) one normal per envelope value above
+        # threshold, for each signal: a NumPy stream shared by successive calls must skip them too.
+        discard((cb.reference_smooth.shape[1], int(above[0])))
+        discard((cb.processed_smooth.shape[1], int(above[0])))
+    dloud, dnorm, _ = spectrum_diff(cb.reference_sl, cb.processed_sl)
+    sync = ave_covary2_batch(cb.covariance, cb.reference_ms, cb.covariance_segments, silence_threshold)
+    out = _combine(high, sync[:, 4], dloud[:, 1], dnorm[:, 1])
+    return cast(
+        tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple(v.to(device) for v in out)
+    )
 
 
 def _audiogram_list(audiogram: AudiogramLike | Sequence[AudiogramLike], batch: int) -> list[AudiogramLike]:
@@ -246,6 +333,13 @@ def haaqi(
     item_levels = levels if levels is not None else [cast(float, level1)] * batch
     seeds = _seeds(batch, generator, seed)
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
+    if resolve_backend(backend, reference.device) == "numba":
+        levels_b = torch.stack([_levels(a) for a in audiograms])
+        combined, _, _, _ = haaqi_cpu_batch(
+            refs, procs, reference_sr, processed_sr, levels_b, equalisation, item_levels, seeds, noises,
+            resampling,
+        )  # fmt: skip
+        return combined[0] if single else combined
     scores = []
     for i in range(batch):
         score, _, _, _ = haaqi_v1(

@@ -48,69 +48,67 @@ def _pcg(v: np.int64) -> np.int64:
     return (word >> np.int64(22)) ^ word
 
 
-@nb.njit(inline="always", **_JIT)
-def _normal_pair(key: np.int64, p: np.int64) -> tuple[float, float]:
-    """Box-Muller pair ``p`` of the stream with ``key`` (the same formula as ``noise.threshold_noise``,
-    in float32)."""
-    h1 = _pcg(_pcg(np.int64(2) * p) ^ key)
-    h2 = _pcg(_pcg(np.int64(2) * p + np.int64(1)) ^ key)
-    radius = math.sqrt(np.float32(-2.0) * math.log((np.float32(h1) + np.float32(1.0)) * _INV_2_32_F))
-    theta = _TWO_PI_INV_2_32_F * np.float32(h2)
-    return float(radius * math.cos(theta)), float(radius * math.sin(theta))
+@nb.njit(parallel=True, **_JIT)
+def noise_hashes(keys: I64, pairs: int, u1: npt.NDArray[np.float32], theta: npt.NDArray[np.float32]) -> None:
+    """The Box-Muller inputs of the counter-based noise (``noise.threshold_noise``) of each row.
+
+    ``keys``: ``(rows,)`` stream keys; ``u1``, ``theta``: ``(rows, pairs)`` outputs, the uniform in (0, 1]
+    and the angle in radians of pair ``p`` (draws ``2p`` and ``2p + 1``), float32 as in the torch path. The
+    transcendental part (log, sqrt, cos, sin) is left to NumPy's SIMD ufuncs (``counter_noise``).
+    """
+    for r in nb.prange(keys.shape[0]):
+        key = keys[r]
+        for p in range(pairs):
+            h1 = _pcg(_pcg(np.int64(2) * p) ^ key)
+            h2 = _pcg(_pcg(np.int64(2) * p + np.int64(1)) ^ key)
+            u1[r, p] = (np.float32(h1) + np.float32(1.0)) * _INV_2_32_F
+            theta[r, p] = _TWO_PI_INV_2_32_F * np.float32(h2)
 
 
 @nb.njit(parallel=True, **_JIT)
 def gammatone_bands(
-    x: F64, cos_step: F64, sin_step: F64, a: F64, gain: F64, compress: bool, control: F64, attn_ohc: F64,
-    low_knee: F64, comp_ratio: F64, level1: float, lp: F64, env: F64, bm: F64, mean_square: F64,
+    x: F64, lengths: I64, bands: I64, cos_step: F64, sin_step: F64, a: F64, gain: F64, store: bool,
+    compress: bool, ohc_gain: F64, lp: F64, env: F64, bm: F64, mean_square: F64,
 ) -> None:  # fmt: skip
-    """Gammatone envelopes (and BM motion with OHC compression) of ``S`` signals in ``nchan`` bands.
+    """Gammatone envelopes (and BM motion with OHC compression) of ``S`` signals in the given bands.
 
     The filter is pyclarity's ``gammatone_basilar_membrane``: demodulation by a rotating carrier, the
     4th-order recursion on the real and imaginary parts, ``env = g |u|`` and ``bm = g Re(u e^{iwt})``.
-    With ``compress`` the outputs are compressed as ``env_compress_basilar_membrane`` does, with the gain
-    computed from ``control``.
+    With ``compress`` both are multiplied by the OHC gain (``ohc_gain``, linear, computed from the control
+    envelopes by ``cochlea_batch.ohc_gain``) smoothed by the 800 Hz low-pass, as
+    ``env_compress_basilar_membrane`` does.
 
     Args:
-        x: ``(S, T)`` signals at 24 kHz.
+        x: ``(S, T)`` signals at 24 kHz, zero past ``lengths``.
+        lengths: ``(S,)`` samples of each signal; outputs are 0 from there to ``T``.
+        bands: ``(nb,)`` band indices into ``cos_step`` / ``sin_step`` (the chunk of bands computed).
         cos_step, sin_step: ``(nchan,)`` cos / sin of the carrier phase step per sample.
-        a, gain: ``(S, nchan)`` pole radius and gain of each band's filter (its bandwidth).
-        compress: False for the control path (``env`` only), True for the main path.
-        control: ``(S, nchan, T)`` control envelopes (used with ``compress``).
-        attn_ohc, low_knee, comp_ratio: ``(S, nchan)`` OHC attenuation (dB), lower knee (dB SPL), ratio.
-        level1: dB SPL of RMS 1. ``lp``: ``(3,)`` = ``b0, b1, a1`` of the 800 Hz gain-smoothing filter.
-        env, bm: ``(S, nchan, T)`` outputs: (compressed) envelope and (with ``compress``) BM motion.
-        mean_square: ``(S, nchan)`` output: mean square of the uncompressed envelope.
+        a, gain: ``(S, nb)`` pole radius and gain of each band's filter (its bandwidth).
+        store: write ``env`` (False: only ``mean_square``, e.g. for the control path's levels).
+        compress: the main path (``bm`` and the compressed ``env``); False: the uncompressed envelope.
+        ohc_gain: ``(S, nb, T)`` linear OHC gain (used with ``compress``).
+        lp: ``(3,)`` = ``b0, b1, a1`` of the 800 Hz gain-smoothing filter.
+        env, bm: ``(S, nb, T)`` outputs. mean_square: ``(S, nb)`` mean square of the uncompressed envelope.
     """
     n_sig, t_len = x.shape
-    nchan = cos_step.shape[0]
-    db_to_ln = math.log(10.0) / 20.0
+    nb_ = bands.shape[0]
     lb0, lb1, la1 = lp[0], lp[1], lp[2]
-    for task in nb.prange(n_sig * nchan):
-        s = task // nchan
-        k = task % nchan
-        aa = a[s, k]
+    for task in nb.prange(n_sig * nb_):
+        s = task // nb_
+        j = task % nb_
+        k = bands[j]
+        n_len = lengths[s]
+        aa = a[s, j]
         b1, b2 = 4.0 * aa, 4.0 * aa * aa
         d1, d2, d3, d4 = -4.0 * aa, 6.0 * aa * aa, -4.0 * aa * aa * aa, aa * aa * aa * aa
-        g = gain[s, k]
+        g = gain[s, j]
         cs, sn = cos_step[k], sin_step[k]
-        knee = slope = attn = lin_lo = lin_hi = gain_lo = gain_hi = 0.0
-        if compress:
-            knee = low_knee[s, k]
-            slope = 1.0 - 1.0 / comp_ratio[s, k]
-            attn = attn_ohc[s, k]
-            # The dB level is clipped to [knee, 100]; the same clip on the linear control envelope lets
-            # the (common) samples below the knee or above 100 dB skip the log/exp.
-            lin_lo = 10.0 ** ((knee - level1) / 20.0)
-            lin_hi = 10.0 ** ((100.0 - level1) / 20.0)
-            gain_lo = math.exp(-attn * db_to_ln)
-            gain_hi = math.exp((-attn - (max(100.0, knee) - knee) * slope) * db_to_ln)
         cold, sold = 1.0, 0.0
         r0 = r1 = r2 = r3 = 0.0
         i0 = i1 = i2 = i3 = 0.0
         z = 0.0
         acc = 0.0
-        for n in range(t_len):
+        for n in range(n_len):
             if n > 0:
                 arg = cold * cs + sold * sn
                 sold = sold * cs - cold * sn
@@ -130,65 +128,73 @@ def gammatone_bands(
             e = g * math.sqrt(yr * yr + yi * yi)
             acc += e * e
             if not compress:
-                env[s, k, n] = e
+                if store:
+                    env[s, j, n] = e
                 continue
-            ctl = control[s, k, n]
-            if ctl <= lin_lo:
-                lin = gain_lo
-            elif ctl >= lin_hi:
-                lin = gain_hi
-            else:
-                level = max(min(level1 + 20.0 * math.log10(max(ctl, _SMALL)), 100.0), knee)
-                lin = math.exp((-attn - (level - knee) * slope) * db_to_ln)
+            lin = ohc_gain[s, j, n]
             smooth = lb0 * lin + z
             z = lb1 * lin - la1 * smooth
-            env[s, k, n] = smooth * e
-            bm[s, k, n] = smooth * (g * (yr * cold + yi * sold))
-        mean_square[s, k] = acc / t_len
+            env[s, j, n] = smooth * e
+            bm[s, j, n] = smooth * (g * (yr * cold + yi * sold))
+        if store or compress:
+            for n in range(n_len, t_len):
+                env[s, j, n] = 0.0
+        if compress:
+            for n in range(n_len, t_len):
+                bm[s, j, n] = 0.0
+        mean_square[s, j] = acc / max(n_len, 1)
 
 
 @nb.njit(parallel=True, **_JIT)
 def adapted_bands(
-    cc: F64, bm: F64, delay_cc: I64, delay_bm: I64, attn_ihc: F64, level1: float, ihc: F64, noise_gain: float,
-    keys: I64, noise: F64, correct: I64, out_db: F64, out_bm: F64,
+    cc: F64, bm: F64, log_cc: F64, lengths: I64, delay_cc: I64, delay_bm: I64, base: F64, ihc: F64,
+    noise_gain: F64, noise: npt.NDArray[np.floating], correct: I64,
 ) -> None:  # fmt: skip
-    """Alignment shift, dB SL, IHC adaptation, threshold noise and group-delay compensation per band.
+    """Alignment shift, dB SL, IHC adaptation, threshold noise and group-delay compensation per band, in
+    place: ``cc`` becomes the envelope in dB SL, ``bm`` the BM motion with noise.
 
     Args:
-        cc, bm: ``(S, nchan, T)`` compressed envelopes / BM motion.
-        delay_cc, delay_bm: ``(S, nchan)`` int shifts (``out[n] = in[n + delay]``, zero outside).
-        attn_ihc: ``(S, nchan)`` IHC attenuation in dB. ``level1``: dB SPL of RMS 1.
+        cc, bm: ``(S, nb, T)`` compressed envelopes / BM motion, zero past ``lengths``.
+        log_cc: ``(S, nb, T)`` ``log10(cc + 1e-30)`` (NumPy's SIMD log; the recursion here has none).
+        lengths: ``(S,)`` samples of each signal; outputs are 0 from there on.
+        delay_cc, delay_bm: ``(S, nb)`` int shifts (``out[n] = in[n + delay]``, zero outside the signal).
+        base: ``(S, nb)`` ``level1 - attn_ihc`` in dB (the dB SL of RMS 1 after the IHC loss).
         ihc: ``(9,)`` IHC circuit constants ``r2, p1, p2, denom, a11, a12, a21, a22, 1 / r1``
             (``ear.ihc_constants``).
-        noise_gain: linear gain of the threshold noise; ``keys``: ``(S, nchan)`` noise stream keys, used
-            when ``noise`` is empty, else ``noise``: ``(S, nchan, T)`` draws.
-        correct: ``(nchan,)`` group-delay corrections in samples (``out[n + c] = in[n]``).
-        out_db, out_bm: ``(S, nchan, T)`` outputs (may alias no input).
+        noise_gain: ``(S,)`` linear gain of the threshold noise; ``noise``: ``(S, nb, T)`` standard-normal
+            draws (float32 or float64).
+        correct: ``(S, nb)`` group-delay corrections in samples (``out[n + c] = in[n]``).
     """
-    n_sig, nchan, t_len = cc.shape
+    n_sig, nb_, t_len = cc.shape
     r2, p1, p2, denom = ihc[0], ihc[1], ihc[2], ihc[3]
     a11, a12, a21, a22, r1_inv = ihc[4], ihc[5], ihc[6], ihc[7], ihc[8]
-    have_noise = noise.shape[0] > 0
-    for task in nb.prange(n_sig * nchan):
-        s = task // nchan
-        k = task % nchan
+    for task in nb.prange(n_sig * nb_):
+        s = task // nb_
+        k = task % nb_
+        n_len = lengths[s]
+        # The outputs overwrite the inputs at other offsets: work from copies of the rows.
+        c_row = cc[s, k, :n_len].copy()
+        b_row = bm[s, k, :n_len].copy()
         dc, db = delay_cc[s, k], delay_bm[s, k]
-        base = level1 - attn_ihc[s, k]
-        quiet = 10.0 ** (-base / 20.0)  # c + 1e-30 at or below this is 0 dB SL after the clip
-        key = keys[s, k]
-        shift = correct[k]
+        lvl = base[s, k]
+        quiet = 10.0 ** (-lvl / 20.0)  # c + 1e-30 at or below this is 0 dB SL after the clip
+        shift = correct[s, k]
+        gain_n = noise_gain[s]
         v1 = 0.0
         v2 = 0.0
-        z_sin = 0.0
-        for n in range(min(shift, t_len)):
-            out_db[s, k, n] = 0.0
-            out_bm[s, k, n] = 0.0
-        for n in range(t_len):
+        for n in range(min(shift, n_len)):
+            cc[s, k, n] = 0.0
+            bm[s, k, n] = 0.0
+        for n in range(n_len):
             m = n + dc
-            c = cc[s, k, m] if 0 <= m < t_len else 0.0
+            c = 0.0
+            env_db = 0.0
+            if 0 <= m < n_len:
+                c = c_row[m]
+                if c + _SMALL > quiet:
+                    env_db = max(lvl + 20.0 * log_cc[s, k, m], 0.0)
             m = n + db
-            b = bm[s, k, m] if 0 <= m < t_len else 0.0
-            env_db = 0.0 if c + _SMALL <= quiet else max(base + 20.0 * math.log10(c + _SMALL), 0.0)
+            b = b_row[m] if 0 <= m < n_len else 0.0
             b1_ = env_db * r2 + p1 * v1
             b2_ = p2 * v2
             v1 = denom * (a22 * b1_ - a12 * b2_)
@@ -197,48 +203,86 @@ def adapted_bands(
             # envelope_sl scales the BM by (env_db + s) / (c + s), the IHC stage by (out + s) / (env_db + s):
             # one division for both.
             b = (out + _SMALL) / (c + _SMALL) * b
-            if have_noise:
-                z = noise[s, k, n]
-            elif n % 2 == 0:
-                z, z_sin = _normal_pair(key, np.int64(n // 2))
-            else:
-                z = z_sin
-            if n + shift < t_len:
-                out_db[s, k, n + shift] = out
-                out_bm[s, k, n + shift] = b + noise_gain * z
+            if n + shift < n_len:
+                cc[s, k, n + shift] = out
+                bm[s, k, n + shift] = b + gain_n * noise[s, k, n]
+        for n in range(n_len, t_len):
+            cc[s, k, n] = 0.0
+            bm[s, k, n] = 0.0
+
+
+@nb.njit(parallel=True, fastmath=True, **_JIT)  # fastmath: vectorised sums (reassociated, ~1e-16)
+def segment_sums(x: F64, nseg: I64, windows: F64, lengths: I64, scales: F64, out: F64) -> None:
+    """pyclarity's ``env_smooth`` segments of each row: windowed sums with 50 % overlap.
+
+    Segment 0 is the second half of the window from sample 0, segments ``1 .. n - 2`` the full window
+    from ``j * nhalf``, the last one the first half window from ``(n - 1) * nhalf`` (a single segment
+    is the last one).
+
+    Args:
+        x: ``(rows, T)`` (samples past ``T`` count as 0). nseg: ``(rows,)`` segments per row.
+        windows: ``(3, nwin)`` first / middle / last windows (zero-padded), ``lengths``: ``(3,)`` their
+            lengths, ``scales``: ``(3,)`` their normalisations.
+        out: ``(rows, max nseg)``; columns past a row's ``nseg`` are set to 0.
+    """
+    rows, t_len = x.shape
+    nhalf = windows.shape[1] // 2
+    for r in nb.prange(rows):
+        n_r = nseg[r]
+        for j in range(out.shape[1]):
+            if j >= n_r:
+                out[r, j] = 0.0
+                continue
+            part = 2 if j == n_r - 1 else (0 if j == 0 else 1)
+            st = j * nhalf
+            stop = min(lengths[part], t_len - st)
+            acc = 0.0
+            for m in range(stop):
+                acc += x[r, st + m] * windows[part, m]
+            out[r, j] = acc * scales[part]
 
 
 @nb.njit(parallel=True, fastmath=True, **_JIT)  # fastmath: vectorised lag sums (reassociated, ~1e-16)
 def segment_covariance(
-    x: F64, y: F64, starts: I64, window: F64, inv_wc: F64, inv_sum2: float, maxlag: int, cov: F64, ms_x: F64,
-    ms_y: F64,
+    x: F64, y: F64, nseg: I64, windows: F64, lengths: I64, inv_wc: F64, inv_sum2: F64, maxlag: int, cov: F64,
+    ms_x: F64, ms_y: F64,
 ) -> None:  # fmt: skip
     """Windowed, mean-removed segment cross-covariance peaks within +/- ``maxlag`` (``bm_covary``).
 
+    Segments as in ``segment_sums`` (half window first and last, 50 % overlap).
+
     Args:
-        x, y: ``(nchan, T)`` BM motion (zero-padded so every segment fits).
-        starts: ``(nseg,)`` first sample of each segment; ``window``: ``(L,)`` the segments' window.
-        inv_wc: ``(2 maxlag + 1,)`` inverse window autocorrelation at lags ``-maxlag .. maxlag``.
-        inv_sum2: ``1 / sum(window**2)``.
-        cov, ms_x, ms_y: ``(nchan, nseg)`` outputs: ``max |xcorr / wc| / sqrt(ms_x ms_y)`` (0 when either
-            mean square is below 1e-30), and the mean squares.
+        x, y: ``(rows, T)`` BM motion (samples past ``T`` count as 0). nseg: ``(rows,)`` segments per row.
+        windows: ``(3, nwin)`` first / middle / last windows (zero-padded); ``lengths``: ``(3,)`` theirs.
+        inv_wc: ``(3, 2 maxlag + 1)`` inverse window autocorrelations at lags ``-maxlag .. maxlag``.
+        inv_sum2: ``(3,)`` ``1 / sum(window**2)``.
+        cov, ms_x, ms_y: ``(rows, max nseg)`` outputs: ``max |xcorr / wc| / sqrt(ms_x ms_y)`` (0 when either
+            mean square is below 1e-30), and the mean squares; 0 past a row's ``nseg``.
     """
-    nchan = x.shape[0]
-    nseg = starts.shape[0]
-    seg_len = window.shape[0]
+    rows, t_len = x.shape
+    nwin = windows.shape[1]
+    nhalf = nwin // 2
     nlag = 2 * maxlag + 1
-    for k in nb.prange(nchan):
+    for k in nb.prange(rows):
         # xs is zero-padded by maxlag on both sides, so lag i - maxlag is one full-length dot product.
-        xs = np.zeros(seg_len + 2 * maxlag)
-        ys = np.empty(seg_len)
+        xs = np.zeros(nwin + 2 * maxlag)
+        ys = np.empty(nwin)
         c = np.empty(nlag)
-        for j in range(nseg):
-            st = starts[j]
+        n_k = nseg[k]
+        for j in range(cov.shape[1]):
+            if j >= n_k:
+                cov[k, j] = ms_x[k, j] = ms_y[k, j] = 0.0
+                continue
+            part = 2 if j == n_k - 1 else (0 if j == 0 else 1)
+            seg_len = lengths[part]
+            st = j * nhalf
             mx = 0.0
             my = 0.0
             for m in range(seg_len):
-                xs[maxlag + m] = x[k, st + m] * window[m]
-                ys[m] = y[k, st + m] * window[m]
+                w = windows[part, m]
+                inside = st + m < t_len
+                xs[maxlag + m] = x[k, st + m] * w if inside else 0.0
+                ys[m] = y[k, st + m] * w if inside else 0.0
                 mx += xs[maxlag + m]
                 my += ys[m]
             mx /= seg_len
@@ -250,8 +294,10 @@ def segment_covariance(
                 ys[m] -= my
                 sx += xs[maxlag + m] * xs[maxlag + m]
                 sy += ys[m] * ys[m]
-            sx *= inv_sum2
-            sy *= inv_sum2
+            for m in range(seg_len, nwin):
+                xs[maxlag + m] = 0.0
+            sx *= inv_sum2[part]
+            sy *= inv_sum2[part]
             for i in range(nlag):
                 acc = 0.0
                 for m in range(seg_len):
@@ -259,27 +305,9 @@ def segment_covariance(
                 c[i] = acc
             peak = 0.0
             for i in range(nlag):
-                v = abs(c[i] * inv_wc[i])
+                v = abs(c[i] * inv_wc[part, i])
                 if v > peak:
                     peak = v
             ms_x[k, j] = sx
             ms_y[k, j] = sy
             cov[k, j] = peak / math.sqrt(sx * sy) if (sx > _SMALL and sy > _SMALL) else 0.0
-
-
-@nb.njit(parallel=True, fastmath=True, **_JIT)
-def windowed_sums(x: F64, starts: I64, window: F64, scale: float, out: F64) -> None:
-    """``out[r, j] = scale * sum_m x[r, starts[j] + m] window[m]`` (samples past the row end count as 0).
-
-    ``x``: ``(rows, T)``; ``starts``: ``(nseg,)``; ``window``: ``(L,)``; ``out``: ``(rows, nseg)``.
-    """
-    rows, t_len = x.shape
-    seg_len = window.shape[0]
-    for r in nb.prange(rows):
-        for j in range(starts.shape[0]):
-            st = starts[j]
-            stop = min(seg_len, t_len - st)
-            acc = 0.0
-            for m in range(stop):
-                acc += x[r, st + m] * window[m]
-            out[r, j] = acc * scale

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 MASK32 = 0xFFFFFFFF
@@ -32,6 +33,15 @@ def stream_key(seed: int, stream: int) -> int:
     """The 32-bit key of noise stream ``stream`` (e.g. signal x band) of ``seed`` (Python ints)."""
     key = int(pcg_hash(torch.tensor([seed & MASK32]))[0])
     return int(pcg_hash(torch.tensor([(key ^ ((stream * 0x9E3779B9) & MASK32)) & MASK32]))[0])
+
+
+def stream_keys(seeds: list[int], streams: int) -> np.ndarray:
+    """``(len(seeds), 2 * streams)`` int64 keys ``stream_key(seed, s)`` of streams ``0 .. 2 streams - 1``
+    (reference bands, then processed bands) of each seed, computed at once."""
+    seed_t = torch.tensor([s & MASK32 for s in seeds], dtype=torch.int64)
+    stream_t = (torch.arange(2 * streams, dtype=torch.int64) * 0x9E3779B9) & MASK32
+    keys = pcg_hash((pcg_hash(seed_t)[:, None] ^ stream_t[None, :]) & MASK32)
+    return np.ascontiguousarray(keys.numpy())
 
 
 def threshold_noise(
@@ -64,4 +74,4 @@ def seed_from(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
-__all__ = ["pcg_hash", "seed_from", "stream_key", "threshold_noise"]
+__all__ = ["pcg_hash", "seed_from", "stream_key", "stream_keys", "threshold_noise"]
