@@ -44,7 +44,7 @@ from musicbench.metrics.haaqi.noise import stream_keys
 
 NFIR_NALR = 140  # taps - 1 of the NAL-R filter at 24 kHz
 IHC_THRESHOLD_DB = -10.0  # additive noise level, dB re: auditory threshold
-CHUNK_BYTES = 1 << 30  # working memory of one band chunk (see the module docstring)
+CHUNK_BYTES = 3 << 29  # 1.5 GB: working memory of one band chunk (see the module docstring)
 ENV_SEGMENT_MS = 8.0  # env_smooth segments of HAAQI
 ENVELOPE_LAGS = 2400  # envelope_align's +/- 100 ms at 24 kHz
 
@@ -137,7 +137,7 @@ def align_batch(
     stop = n - 1 - torch.argmax(above.flip(-1).to(torch.int8), dim=-1)
     lengths = stop - start + 1
     t_max = int(lengths.max())
-    valid = torch.arange(t_max)[None, :] < lengths[:, None]
+    valid = torch.arange(t_max, device=ref.device)[None, :] < lengths[:, None]
     ref = torch.where(valid, shift_rows(ref, start)[:, :t_max], 0.0)
     proc = torch.where(valid, shift_rows(proc, start)[:, :t_max], 0.0)
     if equalisation == 1:
@@ -176,27 +176,31 @@ def ohc_gain(
     _row_blocks(block, widths)
 
 
-def counter_noise(keys: np.ndarray, length: int) -> np.ndarray:
-    """``(rows, length)`` float32 standard-normal draws of the counter-based streams with ``keys``
-    (``noise.threshold_noise``): the hashes in a kernel, Box-Muller in NumPy's SIMD ufuncs."""
+def counter_noise(keys: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 standard-normal draws of the counter-based streams with ``keys`` (``noise.threshold_noise``):
+    ``(even, odd)``, each ``(rows, ceil(length / 2))``, the draws ``2p`` and ``2p + 1`` of each stream (the
+    cosine and sine outputs of Box-Muller pair ``p``). The hashes run in a kernel, the transcendental part
+    in NumPy's SIMD ufuncs on contiguous blocks (interleaving the two would make every ufunc strided)."""
     from musicbench.metrics.haaqi.kernels import noise_hashes
 
     rows, pairs = keys.shape[0], (length + 1) // 2
-    u1 = np.empty((rows, pairs), np.float32)
-    theta = np.empty((rows, pairs), np.float32)
-    noise_hashes(keys, pairs, u1, theta)
-    out = np.empty((rows, pairs, 2), np.float32)
+    radius = np.empty((rows, pairs), np.float32)
+    odd = np.empty((rows, pairs), np.float32)  # the angles, then the sine outputs
+    noise_hashes(keys, pairs, radius, odd)
+    even = np.empty((rows, pairs), np.float32)
 
     def block(r: int, cols: slice) -> None:
-        radius, angle = u1[r, cols], theta[r, cols]
-        np.log(radius, out=radius)
-        radius *= -2.0
-        np.sqrt(radius, out=radius)
-        np.multiply(radius, np.cos(angle), out=out[r, cols, 0])
-        np.multiply(radius, np.sin(angle), out=out[r, cols, 1])
+        rad, angle, cos_out = radius[r, cols], odd[r, cols], even[r, cols]
+        np.log(rad, out=rad)
+        rad *= -2.0
+        np.sqrt(rad, out=rad)
+        np.cos(angle, out=cos_out)
+        cos_out *= rad
+        np.sin(angle, out=angle)
+        angle *= rad
 
     _row_blocks(block, np.full(rows, pairs))
-    return out.reshape(rows, 2 * pairs)[:, :length]
+    return even, odd
 
 
 def _pair_delays(x: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -312,10 +316,14 @@ def cochlea_batch(
     lp = np.array([lp_b[0], lp_b[1], lp_a[1]])
 
     # The control path's levels set each band's bandwidth (and the group delays): all bands first.
+    chunk = max(1, min(nchan, CHUNK_BYTES // (4 * rows * t_pad * 8)))
+    chunk = -(-nchan // -(-nchan // chunk))  # even chunks
+    # One chunk: keep the control envelopes of this pass for the OHC gain; several: recompute per chunk.
+    control = np.empty((rows, nchan, t_pad)) if chunk == nchan else none3
     control_ms = np.empty((rows, nchan))
     kernels.gammatone_bands(
-        mids, lengths, all_bands, cos_step, sin_step, a1_rows, g1_rows, False, False, none3, lp, none3,
-        none3, control_ms,
+        mids, lengths, all_bands, cos_step, sin_step, a1_rows, g1_rows, chunk == nchan, False, none3, lp,
+        control, none3, control_ms,
     )  # fmt: skip
     control_rms = torch.from_numpy(np.sqrt(control_ms))
     bw = bandwidth_from_rms(
@@ -343,18 +351,18 @@ def cochlea_batch(
 
     smooth_args = smoothing_kernel_args(nwin_env)
     cov_args = covariance_kernel_args(nwin_cov, maxlag)
-    chunk = max(1, min(nchan, CHUNK_BYTES // (4 * rows * t_pad * 8)))
-    chunk = -(-nchan // -(-nchan // chunk))  # even chunks
     for k0 in range(0, nchan, chunk):
         bands = all_bands[k0 : k0 + chunk]
         nb = len(bands)
         sl = slice(k0, k0 + nb)
-        work = np.empty((rows, nb, t_pad))  # control envelopes -> OHC gain -> log10 of the envelopes
-        unused_ms = np.empty((rows, nb))
-        kernels.gammatone_bands(
-            mids, lengths, bands, cos_step, sin_step, a1_rows[:, sl], g1_rows[:, sl], True, False, none3, lp,
-            work, none3, unused_ms,
-        )  # fmt: skip
+        if chunk == nchan:
+            work, control = control, none3  # control envelopes -> OHC gain -> log10 of the envelopes
+        else:
+            work = np.empty((rows, nb, t_pad))
+            kernels.gammatone_bands(
+                mids, lengths, bands, cos_step, sin_step, a1_rows[:, sl], g1_rows[:, sl], True, False, none3,
+                lp, work, none3, np.empty((rows, nb)),
+            )  # fmt: skip
         row_len = np.repeat(lengths, nb)
         ohc_gain(
             work.reshape(rows * nb, t_pad),
@@ -388,20 +396,21 @@ def cochlea_batch(
             np.log10(w, out=w)
 
         _row_blocks(log_block, row_len)
-        noise: np.ndarray
         if keys is not None:
             chunk_keys = np.stack((keys[:, sl], keys[:, nchan + k0 : nchan + k0 + nb]), axis=1)
-            noise = counter_noise(chunk_keys.reshape(-1), int(lengths.max())).reshape(rows, nb, -1)
+            even, odd = counter_noise(chunk_keys.reshape(-1), int(lengths.max()))
+            even, odd = even.reshape(rows, nb, -1), odd.reshape(rows, nb, -1)
         else:
             assert draws is not None
-            noise = np.zeros((rows, nb, int(lengths.max())))
+            given = np.zeros((rows, nb, 2 * ((int(lengths.max()) + 1) // 2)))
             for i, d in enumerate(draws):
-                noise[2 * i : 2 * i + 2, :, : d.shape[-1]] = d[:, sl].numpy()
+                given[2 * i : 2 * i + 2, :, : d.shape[-1]] = d[:, sl].numpy()
+            even, odd = np.ascontiguousarray(given[..., 0::2]), np.ascontiguousarray(given[..., 1::2])
         kernels.adapted_bands(
             cc, bm, work, lengths, delay_cc, delay_bm, np.ascontiguousarray(base[:, sl]), ihc, noise_gain,
-            noise, np.ascontiguousarray(correct[:, sl]),
+            even, odd, np.ascontiguousarray(correct[:, sl]),
         )  # fmt: skip
-        del work, noise
+        del work, even, odd
         part = np.empty((rows * nb, smooth.shape[-1]))
         kernels.segment_sums(flat_cc, np.repeat(nseg_env, nb), *smooth_args, part)
         smooth[:, sl] = part.reshape(rows, nb, -1)

@@ -150,7 +150,7 @@ def xcorr_blocks(
     lead, n = a.shape[:-1], a.shape[-1]
     a2, v2 = a.reshape(-1, n), v.reshape(-1, n)
     if n_fft is None:
-        n_fft = 1 << max(12, (16 * max_lag).bit_length())
+        n_fft = 1 << max(12, (8 * max_lag).bit_length())  # 32768 for +/- 2400: the fastest measured
     block = n_fft - 2 * max_lag
     nblocks = -(-n // block)
     workers = torch.get_num_threads()
@@ -169,7 +169,8 @@ def xcorr_blocks(
             writeable=False,
         )
         spec = scipy.fft.rfft(segs, n=n_fft, workers=workers)
-        spec *= scipy.fft.rfft(vp.reshape(-1, nblocks, block), n=n_fft, workers=workers).conj()
+        vspec = scipy.fft.rfft(vp.reshape(-1, nblocks, block), n=n_fft, workers=workers)
+        spec *= np.conjugate(vspec, out=vspec)
         corr = scipy.fft.irfft(spec.sum(axis=1), n=n_fft, workers=workers)
         out[rows] = corr[:, : 2 * max_lag + 1]  # circular index s is lag s - max_lag
     return out.reshape(*lead, 2 * max_lag + 1)

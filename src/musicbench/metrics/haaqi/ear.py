@@ -333,7 +333,7 @@ def env_compress_basilar_membrane(
     threshold_low: torch.Tensor,
     compression_ratio: torch.Tensor,
     sample_rate: float,
-    level1: float,
+    level1: float | torch.Tensor,
     threshold_high: float = 100,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """OHC compression (pyclarity's ``env_compress_basilar_membrane``), bands along dim -2.
@@ -387,7 +387,7 @@ def envelope_align(
 
 
 def envelope_sl(
-    envelope: torch.Tensor, bm: torch.Tensor, attn_ihc: torch.Tensor, level1: float
+    envelope: torch.Tensor, bm: torch.Tensor, attn_ihc: torch.Tensor, level1: float | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pyclarity's ``envelope_sl``: envelope in dB SL (IHC attenuation ``(..., nchan)``), BM rescaled."""
     env_db = torch.clamp(level1 - attn_ihc[..., None] + 20 * torch.log10(envelope + SMALL), min=0)

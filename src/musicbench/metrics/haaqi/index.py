@@ -15,6 +15,7 @@ import torch
 from musicbench.hearing.audiogram import Audiogram, check_levels
 from musicbench.metrics._checks import check_audio, check_finite_number, check_real_float
 from musicbench.metrics.haaqi.batch import ENV_SEGMENT_MS, align_batch, cochlea_batch
+from musicbench.metrics.haaqi.batch_torch import cochlea_batch_torch
 from musicbench.metrics.haaqi.cochlea import NoiseFn, ear_model, resolve_backend
 from musicbench.metrics.haaqi.ear import HAAQI_AUDIOGRAM_FREQUENCIES
 from musicbench.metrics.haaqi.features import (
@@ -106,9 +107,9 @@ def haaqi_v1(
     hearing_loss = _levels(audiogram).to(reference.device)
     backend = resolve_backend(backend, reference.device)
     if backend == "numba":
-        combined_b, nonlinear_b, linear_b, raw_b = haaqi_cpu_batch(
+        combined_b, nonlinear_b, linear_b, raw_b = haaqi_batch(
             reference[None], processed[None], reference_sr, processed_sr, hearing_loss[None], equalisation,
-            [level1], [seed], [noise], resampling, silence_threshold, segment_covariance,
+            [level1], [seed], [noise], resampling, silence_threshold, segment_covariance, backend,
         )  # fmt: skip
         return combined_b[0], nonlinear_b[0], linear_b[0], raw_b[0]
     ref_db, ref_bm, proc_db, proc_bm, ref_sl, proc_sl, sample_rate = ear_model(
@@ -155,7 +156,10 @@ def _combine(
     return combined, nonlinear, linear, raw
 
 
-def haaqi_cpu_batch(
+Components = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def haaqi_batch(
     reference: torch.Tensor,
     processed: torch.Tensor,
     reference_sr: float,
@@ -168,48 +172,55 @@ def haaqi_cpu_batch(
     resampling: str = "exact",
     silence_threshold: float = 2.5,
     segment_covariance: int = 16,
+    backend: str = "numba",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HAAQI of ``(B, T_r)`` references and ``(B, T_p)`` processed signals in one pass on CPU (``batch.py``).
+    """HAAQI of ``(B, T_r)`` references and ``(B, T_p)`` processed signals, every stage for all items at once.
 
-    ``levels``: ``(B, 6)`` thresholds in dB HL; ``level1``, ``seeds``, ``noises``: one per item. Returns
-    ``(combined, nonlinear, linear, raw (B, 4))``. With ``noises`` (NumPy draws for parity runs) the items
-    run one after another, each drawing from its source when pyclarity would (a stream shared by several
-    items then gives each item pyclarity's draws); otherwise all items go through each stage together.
+    ``levels``: ``(B, 6)`` thresholds in dB HL; ``level1``, ``seeds``, ``noises``: one per item;
+    ``backend``: ``"numba"`` (CPU kernels, ``batch.py``) or ``"torch"`` (any device, ``batch_torch.py``).
+    Returns ``(combined, nonlinear, linear, raw (B, 4))`` on the input's device. With ``noises`` (NumPy
+    draws for parity runs) the items run one after another, each drawing from its source when pyclarity
+    would (a stream shared by several items then gives each item pyclarity's draws).
     """
-    if any(n is not None for n in noises) and reference.shape[0] > 1:
+    if any(n is not None for n in noises) and (reference.shape[0] > 1 or backend == "torch"):
         parts = [
-            haaqi_cpu_batch(
-                reference[i : i + 1],
-                processed[i : i + 1],
+            _haaqi_one(
+                reference[i],
+                processed[i],
                 reference_sr,
                 processed_sr,
-                levels[i : i + 1],
+                levels[i],
                 equalisation,
-                level1[i : i + 1],
-                seeds[i : i + 1],
-                noises[i : i + 1],
+                level1[i],
+                seeds[i],
+                noises[i],
                 resampling,
                 silence_threshold,
                 segment_covariance,
+                backend,
             )  # fmt: skip
             for i in range(reference.shape[0])
         ]
-        return cast(
-            tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-            tuple(torch.cat([p[j] for p in parts]) for j in range(4)),
-        )
+        return cast(Components, tuple(torch.stack([p[j] for p in parts]) for j in range(4)))
     device = reference.device
-    levels = levels.cpu().to(torch.float64)
-    aligned = align_batch(
-        reference.cpu(), processed.cpu(), reference_sr, processed_sr, levels, equalisation, resampling
-    )
-    draws = None
-    if noises[0] is not None:
-        draws = [torch.as_tensor(noises[0](int(aligned.lengths[0])), dtype=torch.float64)]
-    cb = cochlea_batch(
-        aligned, levels, np.asarray(level1, np.float64), equalisation, None if draws else list(seeds), draws,
-        segment_covariance_ms=float(segment_covariance),
-    )  # fmt: skip
+    on_cpu = backend == "numba"
+    levels = levels.to(torch.float64)
+    if on_cpu:
+        reference, processed, levels = reference.cpu(), processed.cpu(), levels.cpu()
+    aligned = align_batch(reference, processed, reference_sr, processed_sr, levels, equalisation, resampling)
+    if on_cpu:
+        draws = None
+        if noises[0] is not None:
+            draws = [torch.as_tensor(noises[0](int(aligned.lengths[0])), dtype=torch.float64)]
+        cb = cochlea_batch(
+            aligned, levels, np.asarray(level1, np.float64), equalisation, None if draws else list(seeds), draws,
+            segment_covariance_ms=float(segment_covariance),
+        )  # fmt: skip
+    else:
+        cb = cochlea_batch_torch(
+            aligned, levels, torch.as_tensor(level1, dtype=torch.float64), equalisation, list(seeds),
+            segment_covariance_ms=float(segment_covariance),
+        )  # fmt: skip
     high, above = melcor9_batch(
         cb.reference_smooth, cb.processed_smooth, cb.smooth_segments, silence_threshold, ENV_SEGMENT_MS
     )
@@ -222,9 +233,36 @@ def haaqi_cpu_batch(
     dloud, dnorm, _ = spectrum_diff(cb.reference_sl, cb.processed_sl)
     sync = ave_covary2_batch(cb.covariance, cb.reference_ms, cb.covariance_segments, silence_threshold)
     out = _combine(high, sync[:, 4], dloud[:, 1], dnorm[:, 1])
-    return cast(
-        tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple(v.to(device) for v in out)
-    )
+    return cast(Components, tuple(v.to(device) for v in out))
+
+
+def _haaqi_one(
+    reference: torch.Tensor,
+    processed: torch.Tensor,
+    reference_sr: float,
+    processed_sr: float,
+    levels: torch.Tensor,
+    equalisation: int,
+    level1: float,
+    seed: int,
+    noise: NoiseFn | None,
+    resampling: str,
+    silence_threshold: float,
+    segment_covariance: int,
+    backend: str,
+) -> Components:
+    """One item of ``haaqi_batch`` (parity runs with a NumPy noise source): the numba batch of one, or the
+    torch stages of ``haaqi_v1`` (the noise source's draws on the item's own length)."""
+    if backend == "numba":
+        out = haaqi_batch(
+            reference[None], processed[None], reference_sr, processed_sr, levels[None], equalisation, [level1],
+            [seed], [noise], resampling, silence_threshold, segment_covariance, backend,
+        )  # fmt: skip
+        return cast(Components, tuple(v[0] for v in out))
+    return haaqi_v1(
+        reference, reference_sr, processed, processed_sr, levels, equalisation, level1, silence_threshold,
+        segment_covariance, seed, noise, backend, resampling,
+    )  # fmt: skip
 
 
 def _audiogram_list(audiogram: AudiogramLike | Sequence[AudiogramLike], batch: int) -> list[AudiogramLike]:
@@ -333,28 +371,9 @@ def haaqi(
     item_levels = levels if levels is not None else [cast(float, level1)] * batch
     seeds = _seeds(batch, generator, seed)
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * batch
-    if resolve_backend(backend, reference.device) == "numba":
-        levels_b = torch.stack([_levels(a) for a in audiograms])
-        combined, _, _, _ = haaqi_cpu_batch(
-            refs, procs, reference_sr, processed_sr, levels_b, equalisation, item_levels, seeds, noises,
-            resampling,
-        )  # fmt: skip
-        return combined[0] if single else combined
-    scores = []
-    for i in range(batch):
-        score, _, _, _ = haaqi_v1(
-            refs[i],
-            reference_sr,
-            procs[i],
-            processed_sr,
-            audiograms[i],
-            equalisation,
-            item_levels[i],
-            seed=seeds[i],
-            noise=noises[i],
-            backend=backend,
-            resampling=resampling,
-        )
-        scores.append(score)
-    out = torch.stack([s.to(reference.device) for s in scores])
-    return out[0] if single else out
+    levels_b = torch.stack([_levels(a) for a in audiograms]).to(reference.device)
+    combined, _, _, _ = haaqi_batch(
+        refs, procs, reference_sr, processed_sr, levels_b, equalisation, item_levels, seeds, noises, resampling,
+        backend=resolve_backend(backend, reference.device),
+    )  # fmt: skip
+    return combined[0] if single else combined

@@ -33,7 +33,6 @@ class _JitOptions(TypedDict):
 
 
 _JIT: _JitOptions = {"cache": True, "nogil": True, "error_model": "numpy"}
-_MASK32 = np.int64(0xFFFFFFFF)
 _INV_2_32 = 1.0 / 4294967296.0
 # The threshold noise is computed in float32 (it sits ~75 dB below the signal; float32 halves its cost).
 _INV_2_32_F = np.float32(_INV_2_32)
@@ -41,11 +40,24 @@ _TWO_PI_INV_2_32_F = np.float32(2.0 * math.pi * _INV_2_32)
 _SMALL = 1e-30
 
 
+_U28, _U4, _U22 = np.uint32(28), np.uint32(4), np.uint32(22)
+_PCG_MUL, _PCG_INC, _PCG_OUT = np.uint32(747796405), np.uint32(2891336453), np.uint32(277803737)
+
+
 @nb.njit(inline="always", **_JIT)
-def _pcg(v: np.int64) -> np.int64:
-    state = (v * np.int64(747796405) + np.int64(2891336453)) & _MASK32
-    word = (((state >> ((state >> np.int64(28)) + np.int64(4))) ^ state) * np.int64(277803737)) & _MASK32
-    return (word >> np.int64(22)) ^ word
+def _pcg32(v: np.uint32) -> np.uint32:
+    """The PCG-RXS-M-XS hash of ``noise.pcg_hash`` in uint32 arithmetic (every step cast back to 32 bits): the same bits, and loops over it
+    vectorise (32-bit lanes)."""
+    state = np.uint32(np.uint32(v * _PCG_MUL) + _PCG_INC)
+    word = np.uint32(np.uint32((state >> np.uint32(np.uint32(state >> _U28) + _U4)) ^ state) * _PCG_OUT)
+    return np.uint32((word >> _U22) ^ word)
+
+
+@nb.njit(**_JIT)
+def _counter_hashes(pairs: int, even: npt.NDArray[np.uint32], odd: npt.NDArray[np.uint32]) -> None:
+    for p in range(pairs):
+        even[p] = _pcg32(np.uint32(2 * p))
+        odd[p] = _pcg32(np.uint32(2 * p + 1))
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -54,15 +66,19 @@ def noise_hashes(keys: I64, pairs: int, u1: npt.NDArray[np.float32], theta: npt.
 
     ``keys``: ``(rows,)`` stream keys; ``u1``, ``theta``: ``(rows, pairs)`` outputs, the uniform in (0, 1]
     and the angle in radians of pair ``p`` (draws ``2p`` and ``2p + 1``), float32 as in the torch path. The
-    transcendental part (log, sqrt, cos, sin) is left to NumPy's SIMD ufuncs (``counter_noise``).
+    transcendental part (log, sqrt, cos, sin) is left to NumPy's SIMD ufuncs (``batch.counter_noise``).
+    The inner hashes of the counters do not depend on the key: computed once for all rows.
     """
+    inner_even = np.empty(pairs, np.uint32)
+    inner_odd = np.empty(pairs, np.uint32)
+    _counter_hashes(pairs, inner_even, inner_odd)
     for r in nb.prange(keys.shape[0]):
-        key = keys[r]
+        key = np.uint32(keys[r])
+        u_row = u1[r]
+        t_row = theta[r]
         for p in range(pairs):
-            h1 = _pcg(_pcg(np.int64(2) * p) ^ key)
-            h2 = _pcg(_pcg(np.int64(2) * p + np.int64(1)) ^ key)
-            u1[r, p] = (np.float32(h1) + np.float32(1.0)) * _INV_2_32_F
-            theta[r, p] = _TWO_PI_INV_2_32_F * np.float32(h2)
+            u_row[p] = (np.float32(_pcg32(inner_even[p] ^ key)) + np.float32(1.0)) * _INV_2_32_F
+            t_row[p] = _TWO_PI_INV_2_32_F * np.float32(_pcg32(inner_odd[p] ^ key))
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -148,7 +164,7 @@ def gammatone_bands(
 @nb.njit(parallel=True, **_JIT)
 def adapted_bands(
     cc: F64, bm: F64, log_cc: F64, lengths: I64, delay_cc: I64, delay_bm: I64, base: F64, ihc: F64,
-    noise_gain: F64, noise: npt.NDArray[np.floating], correct: I64,
+    noise_gain: F64, noise_even: npt.NDArray[np.floating], noise_odd: npt.NDArray[np.floating], correct: I64,
 ) -> None:  # fmt: skip
     """Alignment shift, dB SL, IHC adaptation, threshold noise and group-delay compensation per band, in
     place: ``cc`` becomes the envelope in dB SL, ``bm`` the BM motion with noise.
@@ -161,8 +177,8 @@ def adapted_bands(
         base: ``(S, nb)`` ``level1 - attn_ihc`` in dB (the dB SL of RMS 1 after the IHC loss).
         ihc: ``(9,)`` IHC circuit constants ``r2, p1, p2, denom, a11, a12, a21, a22, 1 / r1``
             (``ear.ihc_constants``).
-        noise_gain: ``(S,)`` linear gain of the threshold noise; ``noise``: ``(S, nb, T)`` standard-normal
-            draws (float32 or float64).
+        noise_gain: ``(S,)`` linear gain of the threshold noise; ``noise_even``, ``noise_odd``:
+            ``(S, nb, ceil(T / 2))`` standard-normal draws ``2p`` and ``2p + 1`` (float32 or float64).
         correct: ``(S, nb)`` group-delay corrections in samples (``out[n + c] = in[n]``).
     """
     n_sig, nb_, t_len = cc.shape
@@ -205,7 +221,8 @@ def adapted_bands(
             b = (out + _SMALL) / (c + _SMALL) * b
             if n + shift < n_len:
                 cc[s, k, n + shift] = out
-                bm[s, k, n + shift] = b + gain_n * noise[s, k, n]
+                z = noise_even[s, k, n // 2] if n % 2 == 0 else noise_odd[s, k, n // 2]
+                bm[s, k, n + shift] = b + gain_n * z
         for n in range(n_len, t_len):
             cc[s, k, n] = 0.0
             bm[s, k, n] = 0.0

@@ -58,6 +58,15 @@ def threshold_noise(
     float32 (the noise is ~75 dB below the signal) and is returned as ``dtype``.
     """
     keys = torch.tensor([stream_key(seed, s) for s in range(num_streams)], dtype=torch.int64, device=device)
+    return noise_from_keys(keys, length, dtype)
+
+
+def noise_from_keys(keys: torch.Tensor, length: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(*keys.shape, length)`` standard-normal draws of the streams with int64 ``keys`` (any shape,
+    on their device): ``threshold_noise`` for keys from ``stream_key`` / ``stream_keys``."""
+    device = keys.device
+    lead = keys.shape
+    keys = keys.reshape(-1)
     pairs = (length + 1) // 2
     p2 = 2 * torch.arange(pairs, dtype=torch.int64, device=device)
     h1 = pcg_hash(pcg_hash(p2)[None, :] ^ keys[:, None])
@@ -66,7 +75,7 @@ def threshold_noise(
     radius = torch.sqrt(-2.0 * torch.log((h1.to(f32) + 1.0) * _INV_2_32))
     theta = (2.0 * math.pi * _INV_2_32) * h2.to(f32)
     out = torch.stack((radius * torch.cos(theta), radius * torch.sin(theta)), dim=-1)
-    return out.reshape(num_streams, 2 * pairs)[:, :length].to(dtype)
+    return out.reshape(*lead, 2 * pairs)[..., :length].to(dtype)
 
 
 def seed_from(generator: torch.Generator | None) -> int:
@@ -74,4 +83,4 @@ def seed_from(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
-__all__ = ["pcg_hash", "seed_from", "stream_key", "stream_keys", "threshold_noise"]
+__all__ = ["noise_from_keys", "pcg_hash", "seed_from", "stream_key", "stream_keys", "threshold_noise"]
