@@ -1,5 +1,7 @@
 """Run every ``benchmarks/bench_*.py`` module: ``python -m benchmarks [--only NAME] [--quick]``.
 
+``python -m benchmarks --gpu [--size tiny|cpu|full]`` runs the one-shot GPU benchmark (``benchmarks/gpu.py``).
+
 Each module exposes ``main(quick: bool) -> None`` and prints its own table.
 """
 
@@ -27,7 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", choices=names, action="append", help="run only this benchmark (repeatable)")
     parser.add_argument("--quick", action="store_true", help="short inputs only (a smoke run)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the one-shot GPU benchmark instead (benchmarks/gpu.py; CPU figures without CUDA)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.gpu:
+        from benchmarks.gpu import main as gpu_main
+
+        return gpu_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     failed = []
     for name in args.only or names:
         print(f"=== benchmark: {name}{' (quick)' if args.quick else ''} ===", flush=True)
