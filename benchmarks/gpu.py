@@ -155,9 +155,10 @@ def same_nonfinite(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 # --- content -----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def chorales_available() -> Iterator[str]:
-    """Point ``common`` at a chorale set: ``$CHORALES_ROOT`` when it has one, else a small set rendered
-    into a temporary folder (a few seconds; the generator ships its soundfont, nothing is downloaded)."""
+def chorales_available(tracks: int = 3, seconds: float = 30.0) -> Iterator[str]:
+    """Point ``common`` at a chorale set: ``$CHORALES_ROOT`` when it has one, else ``tracks`` chorales of at
+    most ``seconds`` rendered into a temporary folder (a few seconds; the generator ships its soundfont,
+    nothing is downloaded); all but one are the test split, whose pieces the sections cycle through."""
     try:
         common.chorale_dirs()
         yield str(common.CHORALES_ROOT)
@@ -168,10 +169,12 @@ def chorales_available() -> Iterator[str]:
 
     saved = common.CHORALES_ROOT
     with tempfile.TemporaryDirectory(prefix="mb-bench-gpu-") as tmp:
-        generate_chorales(tmp, num_tracks=3, max_seconds=30.0, num_test=2, num_valid=1, progress=False)
+        generate_chorales(
+            tmp, num_tracks=tracks, max_seconds=seconds, num_test=tracks - 1, num_valid=1, progress=False
+        )
         common.CHORALES_ROOT = Path(tmp)
         try:
-            yield f"{tmp} (3 chorales rendered for this run)"
+            yield f"{tmp} ({tracks} chorales rendered for this run)"
         finally:
             common.CHORALES_ROOT = saved
 
@@ -231,7 +234,7 @@ def section_haaqi(size: Size, device: torch.device, failures: Failures) -> str:
             fmt_x(len(refs) * size.haaqi_check_seconds / t_dev),
             f"{peak_dev} / cpu {peak_cpu}",
             f"{float(cpu.min()):.3f} .. {float(cpu.max()):.3f}",
-            f"max |diff| {max_diff(dev, cpu):.1e}",
+            f"max abs diff {max_diff(dev, cpu):.1e}",
         ]
     rows.append(row)
     return table(header, rows)
@@ -244,7 +247,7 @@ def section_bsseval(size: Size, device: torch.device, failures: Failures) -> str
     stems, sr = chorale_stems(size.bsseval_seconds)
     est = estimates_of(stems)
     ref_t, est_t = torch.from_numpy(stems), torch.from_numpy(est)
-    header = ["implementation", "device", "time", "vs museval", "peak memory", "max |diff| vs museval (dB)"]
+    header = ["implementation", "device", "time", "vs museval", "peak memory", "max abs diff vs museval (dB)"]
     rows: list[list[object]] = []
     what = f"{size.bsseval_seconds:g} s, {stems.shape[0]} sources, {stems.shape[1]} channels, {sr} Hz, v4"
 
@@ -332,7 +335,7 @@ def section_metrics(size: Size, device: torch.device, failures: Failures) -> str
                 )
                 values = values[-1]
                 per_call = seconds / repeats
-                agreement = "" if dev.type == "cpu" else f"max |diff| {max_diff(values, cpu_values):.1e}"
+                agreement = "" if dev.type == "cpu" else f"max abs diff {max_diff(values, cpu_values):.1e}"
                 if dev.type == "cpu":
                     cpu_values = values
                     agreement = "n/a (no CUDA)" if device.type != "cuda" else ""
@@ -467,10 +470,11 @@ def section_separation(size: Size, device: torch.device, failures: Failures) -> 
 
 # --- 5. training steps --------------------------------------------------------------------------------------
 class _StepTimer(pl.Callback):
-    """Lightning callback: the wall time of the batches after the warm-up ones (synchronised)."""
+    """Lightning callback: the wall time of the batches after the ``warmup`` first ones, up to the end of
+    batch ``total`` (synchronised at both ends only, so the GPU's queue stays full in between)."""
 
-    def __init__(self, warmup: int, device: torch.device) -> None:
-        self.warmup, self.device = warmup, device
+    def __init__(self, warmup: int, total: int, device: torch.device) -> None:
+        self.warmup, self.total, self.device = warmup, total, device
         self.t0 = self.t1 = math.nan
         self.batches = 0
 
@@ -481,8 +485,9 @@ class _StepTimer(pl.Callback):
 
     def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.batches = batch_idx + 1
-        sync(self.device)
-        self.t1 = time.perf_counter()
+        if self.batches == self.total:
+            sync(self.device)
+            self.t1 = time.perf_counter()
 
 
 class _RandomBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -527,7 +532,7 @@ def train_steps(experiment: str, precision: str, size: Size, device: torch.devic
         shape = f"degraded ({batch}, {channels}, {samples}), clean ({batch}, 1, {channels}, {samples})"
     steps = size.warmup_steps + size.timed_steps
     loader = torch.utils.data.DataLoader(_RandomBatches(pool, steps * batch), batch_size=batch)
-    timer = _StepTimer(size.warmup_steps, device)
+    timer = _StepTimer(size.warmup_steps, steps, device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -624,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("\n".join(header_lines(device, size_name)), flush=True)
     failures = Failures()
-    with chorales_available() as root:
+    with chorales_available(*((2, 10.0) if size_name == "tiny" else (3, 30.0))) as root:
         print(f"- chorales: {root}\n", flush=True)
         for key in args.only or SECTIONS:
             title, run = RUNNERS[key]
