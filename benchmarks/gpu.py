@@ -591,6 +591,14 @@ def header_lines(device: torch.device, size_name: str) -> list[str]:
         lines.insert(
             0, f"- device: {props.name}, {props.total_memory / 2**30:.0f} GiB, cc {props.major}.{props.minor}"
         )
+        # The fp32 figures depend on these: cuDNN convolutions and RNNs run in TF32 by torch's default.
+        with contextlib.suppress(AttributeError):
+            b = torch.backends
+            lines.insert(
+                2,
+                f"- fp32 precision: cuDNN conv {b.cudnn.conv.fp32_precision}, cuDNN RNN "
+                f"{b.cudnn.rnn.fp32_precision}, matmul {b.cuda.matmul.fp32_precision}",
+            )
     return lines
 
 
