@@ -25,6 +25,11 @@ def discover() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--gpu" in argv:  # its own options (--size, --only SECTION): benchmarks/gpu.py parses the rest
+        from benchmarks.gpu import main as gpu_main
+
+        return gpu_main([a for a in argv if a != "--gpu"])
     names = discover()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", choices=names, action="append", help="run only this benchmark (repeatable)")
@@ -32,15 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu",
         action="store_true",
-        help="the one-shot GPU benchmark instead (benchmarks/gpu.py; CPU figures without CUDA)",
+        help="run the one-shot GPU benchmark instead (benchmarks/gpu.py, see python -m benchmarks.gpu -h)",
     )
-    args, rest = parser.parse_known_args(argv)
-    if args.gpu:
-        from benchmarks.gpu import main as gpu_main
-
-        return gpu_main(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     failed = []
     for name in args.only or names:
         print(f"=== benchmark: {name}{' (quick)' if args.quick else ''} ===", flush=True)
