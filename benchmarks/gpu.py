@@ -72,18 +72,17 @@ class Size:
     timed_steps: int
     train_batch: int | None  # None: the preset's batch size
     train_chunk_seconds: float | None  # None: the preset's training chunk
-    repeats: (
-        int  # timed calls of the fast metrics on the measured device (the mean); one on the CPU beside CUDA
-    )
+    warmup: bool  # an untimed call before each timed one (JIT caches, cuDNN algorithms, first-touch memory)
+    repeats: int  # timed calls of a fast metric (their mean); the CPU beside CUDA: one
 
 
 SIZES = {
     # A GPU: the full sizes (under 5 minutes, most of it museval on the CPU).
-    "full": Size(30.0, 10.0, 180.0, 30.0, 180.0, None, 5, 50, None, None, 20),
+    "full": Size(30.0, 10.0, 180.0, 30.0, 180.0, None, 5, 50, None, None, True, 20),
     # The CPU fallback: same items, seconds of audio, a few steps (about 2 minutes on 2 cores).
-    "cpu": Size(3.0, 1.0, 10.0, 10.0, 10.0, 4.0, 1, 2, None, None, 3),
-    # The smallest run (a smoke test of every item).
-    "tiny": Size(0.5, 0.5, 3.0, 2.0, 3.0, 1.0, 1, 1, 1, 0.5, 1),
+    "cpu": Size(3.0, 1.0, 10.0, 10.0, 10.0, 4.0, 1, 2, None, None, True, 3),
+    # The smallest run (a smoke test of every item; its times include first-call costs).
+    "tiny": Size(0.5, 0.5, 2.0, 2.0, 3.0, 1.0, 0, 1, 1, 0.5, False, 1),
 }
 
 
@@ -201,7 +200,8 @@ def section_haaqi(size: Size, device: torch.device, failures: Failures) -> str:
     row: list[object] = [f"batch {len(refs)} x {size.haaqi_seconds:g} s", device.type]
     with failures.guard("haaqi batch", row, len(header)):
         r, p = refs.to(device), procs.to(device)
-        haaqi(r[:1], p[:1], sr, sr, AUDIOGRAM, seed=0)  # warm-up: kernels, caches, first-touch memory
+        if size.warmup:  # kernels, caches, first-touch memory
+            haaqi(r[:1], p[:1], sr, sr, AUDIOGRAM, seed=0)
         seconds, peak, scores = measure(lambda: haaqi(r, p, sr, sr, AUDIOGRAM, seed=0), device)
         audio = len(refs) * size.haaqi_seconds
         row += [
@@ -274,7 +274,8 @@ def section_bsseval(size: Size, device: torch.device, failures: Failures) -> str
 
     def ours_on(dev: torch.device) -> tuple[float, str, dict[str, torch.Tensor]]:
         # Warm-up on 2 s (kernels, FFT plans), then the whole track, transfers included.
-        bsseval(ref_t[..., : 2 * sr], est_t[..., : 2 * sr], win=sr, hop=sr, device=dev)
+        if size.warmup:
+            bsseval(ref_t[..., : 2 * sr], est_t[..., : 2 * sr], win=sr, hop=sr, device=dev)
         return measure(lambda: bsseval(ref_t.to(dev), est_t.to(dev), win=sr, hop=sr, mode="v4"), dev)
 
     cpu_out: dict[str, torch.Tensor] | None = None
@@ -328,8 +329,8 @@ def section_metrics(size: Size, device: torch.device, failures: Failures) -> str
                 inputs = [a.to(dev) for a in args]
                 # Beside CUDA the CPU only gives the reference values: one call, no warm-up.
                 repeats = 1 if dev.type != device.type else size.repeats
-                if repeats > 1:
-                    fn(*inputs)  # warm-up
+                if repeats > 1 and size.warmup:
+                    fn(*inputs)
                 seconds, peak, values = measure(
                     lambda fn=fn, inputs=inputs, repeats=repeats: [fn(*inputs) for _ in range(repeats)], dev
                 )
@@ -455,7 +456,8 @@ def section_separation(size: Size, device: torch.device, failures: Failures) -> 
     for name, run in runs.items():
         row: list[object] = [name, device.type]
         with failures.guard(f"separation {name}", row, len(header)):
-            run()  # warm-up (cuDNN algorithm choice, allocator)
+            if size.warmup:  # cuDNN algorithm choice, allocator
+                run()
             seconds, peak, out = measure(run, device)
             out = out.float()
             if reference is None:
