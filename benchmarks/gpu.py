@@ -36,7 +36,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,11 @@ def measure(fn: Callable[[], Any], device: torch.device) -> tuple[float, str, An
     return seconds, f"{torch.cuda.max_memory_allocated(device) / 1e9:.2f} GB", out
 
 
+def accelerated(device: torch.device) -> bool:
+    """Whether ``device`` is the accelerator under test, so that its rows get a CPU reference beside them."""
+    return device.type != "cpu"
+
+
 def fmt_s(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -216,11 +221,11 @@ def section_haaqi(size: Size, device: torch.device, failures: Failures) -> str:
     # Agreement: the same excerpt on both devices (CPU-only: the torch back end, which CUDA runs, vs numba).
     n = int(size.haaqi_check_seconds * sr)
     r, p = refs[:, :n], procs[:, :n]
-    other = "cuda" if device.type == "cuda" else "cpu, torch back end"
+    other = device.type if accelerated(device) else "cpu, torch back end"
     row = [f"batch {len(refs)} x {size.haaqi_check_seconds:g} s: {other} vs cpu", device.type]
     with failures.guard("haaqi agreement", row, len(header)):
         t_cpu, peak_cpu, cpu = measure(lambda: haaqi(r, p, sr, sr, AUDIOGRAM, seed=0), torch.device("cpu"))
-        if device.type == "cuda":
+        if accelerated(device):
             t_dev, peak_dev, dev = measure(
                 lambda: haaqi(r.to(device), p.to(device), sr, sr, AUDIOGRAM, seed=0), device
             )
@@ -279,18 +284,20 @@ def section_bsseval(size: Size, device: torch.device, failures: Failures) -> str
         return measure(lambda: bsseval(ref_t.to(dev), est_t.to(dev), win=sr, hop=sr, mode="v4"), dev)
 
     cpu_out: dict[str, torch.Tensor] | None = None
-    devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
-    for dev in devices:
+    # The CPU first (the reference of the device's row), then the accelerator.
+    devices = [torch.device("cpu")] + ([device] if accelerated(device) else [])
+    for i, dev in enumerate(devices):
         row: list[object] = ["musicbench bsseval", dev.type]
         with failures.guard(f"bsseval {dev.type}", row, len(header)):
             seconds, peak, out = ours_on(dev)
             ratio = t_museval / seconds
-            target = " (target >= 100x)" if dev.type == "cuda" else ""
+            target = " (target >= 100x)" if i > 0 else ""
             row += [fmt_s(seconds), f"{fmt_x(ratio)}{target}", peak, diffs(out, theirs) if theirs else "n/a"]
-            if dev.type == "cpu":
+            if i == 0:
                 cpu_out = out
             elif cpu_out is not None:
-                row[-1] = f"{row[-1]}; cuda vs cpu: {max(max_diff(out[m], cpu_out[m]) for m in METRICS):.1e}"
+                worst = max(max_diff(out[m], cpu_out[m]) for m in METRICS)
+                row[-1] = f"{row[-1]}; {dev.type} vs cpu: {worst:.1e}"
         rows.append(row)
     return f"{what}\n\n{table(header, rows)}"
 
@@ -317,18 +324,19 @@ def section_metrics(size: Size, device: torch.device, failures: Failures) -> str
         "improvement(si_sdr)": lambda r, e, d: improvement(si_sdr, r, e, d),
         "improvement(lsd)": lambda r, e, d: improvement(lsd, r, e, d),
     }
-    header = ["metric", "device", "time per call", "x real time", "peak memory", "values", "cuda vs cpu"]
+    header = ["metric", "device", "time per call", "x real time", "peak memory", "values", "device vs cpu"]
     rows = []
     audio = stems.shape[0] * size.metrics_seconds  # seconds of (stereo) audio scored per call
     for name, fn in metrics.items():
         args = (ref, est, degraded) if name.startswith("improvement") else (ref, est)
         cpu_values: torch.Tensor | None = None
-        for dev in [torch.device("cpu")] + ([device] if device.type == "cuda" else []):
+        devices = [torch.device("cpu")] + ([device] if accelerated(device) else [])
+        for i, dev in enumerate(devices):
             row: list[object] = [name, dev.type]
             with failures.guard(f"{name} {dev.type}", row, len(header)):
                 inputs = [a.to(dev) for a in args]
-                # Beside CUDA the CPU only gives the reference values: one call, no warm-up.
-                repeats = 1 if dev.type != device.type else size.repeats
+                # Beside the accelerator the CPU only gives the reference values: one call, no warm-up.
+                repeats = 1 if i < len(devices) - 1 else size.repeats
                 if repeats > 1 and size.warmup:
                     fn(*inputs)
                 seconds, peak, values = measure(
@@ -336,10 +344,11 @@ def section_metrics(size: Size, device: torch.device, failures: Failures) -> str
                 )
                 values = values[-1]
                 per_call = seconds / repeats
-                agreement = "" if dev.type == "cpu" else f"max abs diff {max_diff(values, cpu_values):.1e}"
-                if dev.type == "cpu":
+                if i == 0:
                     cpu_values = values
-                    agreement = "n/a (no CUDA)" if device.type != "cuda" else ""
+                    agreement = "" if accelerated(device) else "n/a (no CUDA)"
+                else:
+                    agreement = f"max abs diff {max_diff(values, cpu_values):.1e}"
                 row += [
                     fmt_s(per_call),
                     fmt_x(audio / per_call),
@@ -464,7 +473,7 @@ def section_separation(size: Size, device: torch.device, failures: Failures) -> 
                 reference, agreement = out, "(reference)"
             else:
                 agreement = f"{float(global_sdr(reference, out).mean()):.1f} dB"
-            target = " (target >= 1000x)" if device.type == "cuda" and "batched" in name else ""
+            target = " (target >= 1000x)" if accelerated(device) and "batched" in name else ""
             row += [fmt_s(seconds), fmt_x(seconds_audio / seconds) + target, peak, agreement]
         rows.append(row)
     return f"{what}\n\n{table(header, rows)}"
@@ -620,15 +629,34 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=SECTIONS, action="append", help="run only this section (repeatable)"
     )
     args = parser.parse_args(argv)
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="pytorch_lightning")
-    warnings.filterwarnings("ignore", module="lightning_fabric")
+    with quiet_lightning():
+        return run_sections(args.size, args.only or SECTIONS)
 
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's banners and hints (GPU available, no val loader, few workers) would bury the tables;
+    its errors still show. The logging levels and warning filters are restored afterwards."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pytorch_lightning")
+        warnings.filterwarnings("ignore", module="lightning_fabric")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def run_sections(size_arg: str | None, sections: Sequence[str]) -> int:
+    """Print the header and the tables of ``sections``; 1 when an item failed, else 0."""
     t_start = time.perf_counter()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda") if cuda else torch.device("cpu")
-    size_name = args.size or ("full" if cuda else "cpu")
+    size_name = size_arg or ("full" if cuda else "cpu")
     size = SIZES[size_name]
     print("# musicbench GPU benchmark\n", flush=True)
     if not cuda:
@@ -641,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = Failures()
     with chorales_available(*((2, 10.0) if size_name == "tiny" else (3, 30.0))) as root:
         print(f"- chorales: {root}\n", flush=True)
-        for key in args.only or SECTIONS:
+        for key in sections:
             title, run = RUNNERS[key]
             t0 = time.perf_counter()
             print(f"## {title}\n", flush=True)

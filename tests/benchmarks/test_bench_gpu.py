@@ -74,3 +74,19 @@ def test_smallest_run_on_cpu_prints_every_table(tmp_path):
         # A bf16 loss may turn non-finite on some CPUs (a measured finding); fp32 must train.
         if row[2] == "32-true" or not row[3].startswith("non-finite"):
             assert _number(row[3]) > 0, row
+
+
+def test_accelerator_rows_get_a_cpu_reference(monkeypatch, capsys, tiny_chorales_root):
+    """The rows that compare a device with the CPU, run here with the CPU standing in for the device."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import common, gpu
+
+    monkeypatch.setattr(common, "CHORALES_ROOT", tiny_chorales_root)
+    monkeypatch.setattr(gpu, "accelerated", lambda device: True)
+    assert gpu.main(["--size", "tiny", "--only", "metrics"]) == 0
+    rows = _tables(capsys.readouterr().out)["SDR family and restoration metrics"]
+    names = [r[0] for r in rows]
+    assert names == [n for n in SECTIONS["SDR family and restoration metrics"] for _ in range(2)]
+    for reference, device in zip(rows[::2], rows[1::2], strict=True):
+        assert reference[-1] == "" and device[-1] == "max abs diff 0.0e+00", (reference, device)
+        assert reference[5] == device[5]  # the same values
