@@ -18,7 +18,7 @@ CADENZA_ROOT ?= data/cadenza_chorales
 PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: help install lock doctor sysdeps data run cadenza test bench lint format clean
+.PHONY: help install lock doctor sysdeps data run cadenza test bench bench-gpu lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers,
 
 bench: install ## Benchmarks: ours vs the reference implementations side by side (BENCH_ARGS="--quick --only bsseval")
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-gpu: install ## One-shot GPU benchmark, < 5 min (CPU figures without CUDA; BENCH_GPU_ARGS="--size tiny")
+	$(PY) -m benchmarks.gpu $(BENCH_GPU_ARGS)
 
 lint: install ## Lint with ruff, type-check with mypy (strict on metrics/, hearing/, audio/)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,5 +1,7 @@
 """Run every ``benchmarks/bench_*.py`` module: ``python -m benchmarks [--only NAME] [--quick]``.
 
+``python -m benchmarks --gpu [--size tiny|cpu|full]`` runs the one-shot GPU benchmark (``benchmarks/gpu.py``).
+
 Each module exposes ``main(quick: bool) -> None`` and prints its own table.
 """
 
@@ -23,10 +25,20 @@ def discover() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--gpu" in argv:  # its own options (--size, --only SECTION): benchmarks/gpu.py parses the rest
+        from benchmarks.gpu import main as gpu_main
+
+        return gpu_main([a for a in argv if a != "--gpu"])
     names = discover()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", choices=names, action="append", help="run only this benchmark (repeatable)")
     parser.add_argument("--quick", action="store_true", help="short inputs only (a smoke run)")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="run the one-shot GPU benchmark instead (benchmarks/gpu.py, see python -m benchmarks.gpu -h)",
+    )
     args = parser.parse_args(argv)
     failed = []
     for name in args.only or names:

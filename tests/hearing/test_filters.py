@@ -51,3 +51,13 @@ def test_bad_filter_inputs_raise():
         sos_filter(torch.zeros(2, 5), torch.zeros(10))
     with pytest.raises(TypeError, match="floating"):
         sos_filter(butter_bandpass_sos(250, 18500, 44100), torch.zeros(10, dtype=torch.int32))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_input_gives_the_cpu_result_on_cuda():
+    sos = butter_bandpass_sos(250, 18500, 44100)
+    x = torch.from_numpy(np.stack([music_like(0.25, 44100, seed=s) for s in range(2)]))
+    out = sos_filter(sos.cuda(), x.float().cuda())
+    assert out.is_cuda and out.dtype == torch.float64
+    torch.testing.assert_close(out.cpu(), sos_filter(sos, x.float()), rtol=0, atol=0)

@@ -193,3 +193,15 @@ def test_bad_signals_raise():
         mbc(torch.zeros(3, 100, dtype=torch.int16))
     with pytest.raises(ValueError, match="samples dimension"):
         mbc(torch.tensor(1.0))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_input_gives_the_cpu_result_on_cuda():
+    x = torch.from_numpy(np.stack([_signals(0.25)["music"], _signals(0.25)["loud"]]))
+    compressor = MultibandCompressor(CAD2_CROSSOVER_FREQUENCIES, SR, LEFT)
+    out, bands = compressor.process(x.cuda(), return_bands=True)
+    assert out.is_cuda and bands.is_cuda
+    expected, expected_bands = compressor.process(x, return_bands=True)
+    torch.testing.assert_close(out.cpu(), expected, rtol=0, atol=0)
+    torch.testing.assert_close(bands.cpu(), expected_bands, rtol=0, atol=0)

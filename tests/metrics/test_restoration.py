@@ -93,3 +93,20 @@ def test_improvement_is_the_difference_to_the_degraded_input(pair):
         assert imp == pytest.approx(float(metric(ref, est) - metric(ref, deg))) and imp > 0
     assert improvement(lambda r, e: log_spectral_distance(r, e, SR), ref, ref, deg) < 0
     assert improvement(snr, ref, deg, deg) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(pair):
+    ref, est = (torch.from_numpy(a) for a in pair)
+    degraded = 0.5 * est
+    kwargs = dict(sample_rate=SR, n_fft=512, hop_length=128, min_freq=500.0)
+    for framewise in (False, True):
+        cpu = log_spectral_distance(ref, est, framewise=framewise, **kwargs)
+        gpu = log_spectral_distance(ref.cuda(), est.cuda(), framewise=framewise, **kwargs)
+        assert gpu.is_cuda and gpu.shape == cpu.shape
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+    for metric in (snr, si_sdr):
+        gpu = improvement(metric, ref.cuda(), est.cuda(), degraded.cuda())
+        assert gpu.is_cuda
+        torch.testing.assert_close(gpu.cpu(), improvement(metric, ref, est, degraded), rtol=1e-10, atol=1e-10)

@@ -67,3 +67,17 @@ def test_si_sdr_is_scale_invariant_and_matches_orthogonal_noise():
 
 def test_si_sdr_of_silent_reference_is_nan():
     assert math.isnan(si_sdr(torch.zeros(1, 2, 100), torch.ones(1, 2, 100))[0].item())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("metric", [global_sdr, snr, si_sdr], ids=["global_sdr", "snr", "si_sdr"])
+def test_cuda_matches_cpu(metric):
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(3, 4, 2, 8000, generator=g)
+    est = ref + 0.3 * torch.randn(3, 4, 2, 8000, generator=g)
+    est[0, 0] = ref[0, 0]  # a perfect estimate: +inf (SNR, SI-SDR) on both devices
+    cpu = metric(ref, est)
+    gpu = metric(ref.cuda(), est.cuda())
+    assert gpu.is_cuda and gpu.dtype == torch.float64 and gpu.shape == (3, 4)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-10)

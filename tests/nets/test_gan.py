@@ -80,3 +80,25 @@ def test_log_magnitude_takes_the_reference_phase():
     torch.testing.assert_close(out, spec, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="reference"):
         rep.decode(rep.encode(spec))
+
+
+@pytest.mark.gpu
+def test_generator_and_critic_cuda_match_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    gen = _gen().double().eval()
+    torch.manual_seed(1)
+    critic = SpectralCritic(in_channels=4, depth=3, base_channels=8).double()
+    x = torch.randn(2, 4, 37, 21, dtype=torch.float64)
+    # The noise is drawn once on the CPU and given to both: device generators draw different numbers.
+    z = torch.randn(gen.noise_shape(x.shape), dtype=torch.float64)
+    cpu_gen = gen(x, z=z)
+    cpu_scores, cpu_feats = critic(x, cpu_gen)
+    gen, critic = gen.cuda(), critic.cuda()
+    gpu_gen = gen(x.cuda(), z=z.cuda())
+    gpu_scores, gpu_feats = critic(x.cuda(), gpu_gen)
+    assert gpu_gen.is_cuda and gpu_scores.is_cuda
+    torch.testing.assert_close(gpu_gen.cpu(), cpu_gen, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(gpu_scores.cpu(), cpu_scores, rtol=1e-9, atol=1e-10)
+    for ours, expected in zip(gpu_feats, cpu_feats, strict=True):
+        torch.testing.assert_close(ours.cpu(), expected, rtol=1e-9, atol=1e-10)
