@@ -1,11 +1,11 @@
 """The HAAQI ear model and features for a whole batch of pairs at once on CPU (the ``"numba"`` back end).
 
-Every stage takes all items together: the signals of a batch (reference and processed of each item, rows
-``2 i`` and ``2 i + 1``) sit in one zero-padded ``(2 B, T)`` array with their own lengths after the input
-alignment, and each kernel call runs all items' bands (``kernels.py``; the per-sample recursions stop at
+Every stage takes all items together: the signals of a batch (the references in rows ``0 .. B - 1``, the
+processed signals in rows ``B .. 2 B - 1``, so that each half is one contiguous block for the pairwise
+stages) sit in one zero-padded ``(2 B, T)`` array with their own lengths after the input alignment, and each kernel call runs all items' bands (``kernels.py``; the per-sample recursions stop at
 each row's length). The transcendental functions (the OHC gain, the dB conversion, the Box-Muller noise)
-are whole-array NumPy ufuncs, which run on SIMD units (4-8 values per instruction) where the recursions
-are scalar; they are split over the cores by rows.
+are NumPy ufuncs on cache-sized blocks (vectorised, where the per-sample recursions are scalar), split over
+the cores by rows.
 
 The bands are processed in chunks sized to a memory budget (``CHUNK_BYTES``): a chunk's working arrays
 are ``(2 B, bands, T)`` float64, which for 8 items of 30 s and all 32 bands would be ~3 GB each. Only
@@ -241,16 +241,11 @@ def _group_delay_corrections(a: np.ndarray) -> np.ndarray:
 
 
 def _loss_rows(loss_x: LossParameters, loss_y: LossParameters) -> dict[str, np.ndarray]:
-    """``(2B, nchan)`` NumPy rows (reference, processed interleaved) of each loss parameter."""
-    out = {}
-    for name in LossParameters._fields:
-        x, y = getattr(loss_x, name).numpy(), getattr(loss_y, name).numpy()
-        out[name] = np.stack((x, y), axis=1).reshape(-1, x.shape[-1])
-    return out
-
-
-def _interleave(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.stack((x, y), dim=1).reshape(-1, *x.shape[1:])
+    """``(2B, nchan)`` NumPy rows (the references', then the processed signals') of each loss parameter."""
+    return {
+        name: np.concatenate((getattr(loss_x, name).numpy(), getattr(loss_y, name).numpy()))
+        for name in LossParameters._fields
+    }
 
 
 def cochlea_batch(
@@ -281,7 +276,7 @@ def cochlea_batch(
     n_items = aligned.lengths.shape[0]
     rows = 2 * n_items
     lengths_items = aligned.lengths.numpy().astype(np.int64)
-    lengths = np.repeat(lengths_items, 2)
+    lengths = np.tile(lengths_items, 2)
     nwin_env = int(np.around(ENV_SEGMENT_MS * 0.001 * SAMPLE_RATE))
     nwin_env += nwin_env % 2
     nwin_cov = int(np.around(segment_covariance_ms * 0.001 * SAMPLE_RATE))
@@ -291,7 +286,7 @@ def cochlea_batch(
 
     # Middle ear (recursive filters along the rows), zero past each row's length.
     (b_lp, a_lp), (b_hp, a_hp) = middle_ear_filters(SAMPLE_RATE)
-    sig = _interleave(aligned.reference, aligned.processed).numpy()
+    sig = torch.cat((aligned.reference, aligned.processed)).numpy()
     mids = np.zeros((rows, t_pad))
     mids[:, : sig.shape[-1]] = scipy.signal.lfilter(
         b_hp, a_hp, scipy.signal.lfilter(b_lp, a_lp, sig, axis=-1)
@@ -304,7 +299,7 @@ def cochlea_batch(
     loss_y = loss_parameters(levels, cf_np)
     loss_x = loss_parameters(torch.zeros_like(levels), cf_np) if itype == 0 else loss_y
     loss = _loss_rows(loss_x, loss_y)
-    level_rows = np.repeat(np.asarray(level1, np.float64), 2)
+    level_rows = np.tile(np.asarray(level1, np.float64), 2)
     bandwidth_1 = loss_parameters(torch.full((6,), 100.0, dtype=torch.float64), cf_np).bandwidth
     tpt = 2 * np.pi / SAMPLE_RATE
     cos_step, sin_step = np.cos(tpt * cf_np), np.sin(tpt * cf_np)
@@ -331,7 +326,7 @@ def cochlea_batch(
     )
     a_main, _, _, g_main = (v.numpy() for v in gammatone_coefficients(bw, cf, SAMPLE_RATE))
     if delay_compensate:
-        correct = np.repeat(_group_delay_corrections(a_main[0::2]), 2, axis=0)
+        correct = np.tile(_group_delay_corrections(a_main[:n_items]), (2, 1))
     else:
         correct = np.zeros((rows, nchan), np.int64)
     c = ihc_constants(2.0, SAMPLE_RATE)
@@ -340,7 +335,7 @@ def cochlea_batch(
     noise_gain = 10 ** ((IHC_THRESHOLD_DB - level_rows) / 20)
     keys = None if seeds is None else stream_keys(seeds, nchan)  # (B, 2 * nchan): ref bands, proc bands
 
-    nseg_env = np.repeat(n_segments(lengths_items, nwin_env), 2)
+    nseg_env = np.tile(n_segments(lengths_items, nwin_env), 2)
     nseg_cov = n_segments(lengths_items, nwin_cov)
     smooth = np.empty((rows, nchan, int(nseg_env.max())))
     cov = np.empty((n_items, nchan, int(nseg_cov.max())))
@@ -379,11 +374,11 @@ def cochlea_batch(
         pair_len = np.repeat(lengths_items, nb)
         delay_cc = np.zeros((rows, nb), np.int64)
         delay_bm = np.zeros((rows, nb), np.int64)
-        delay_cc[1::2] = _pair_delays(
-            cc[0::2].reshape(-1, t_pad), cc[1::2].reshape(-1, t_pad), pair_len
+        delay_cc[n_items:] = _pair_delays(
+            cc[:n_items].reshape(-1, t_pad), cc[n_items:].reshape(-1, t_pad), pair_len
         ).reshape(n_items, nb)
-        delay_bm[1::2] = _pair_delays(
-            bm[0::2].reshape(-1, t_pad), bm[1::2].reshape(-1, t_pad), pair_len
+        delay_bm[n_items:] = _pair_delays(
+            bm[:n_items].reshape(-1, t_pad), bm[n_items:].reshape(-1, t_pad), pair_len
         ).reshape(n_items, nb)
 
         flat_work, flat_cc = work.reshape(rows * nb, t_pad), cc.reshape(rows * nb, t_pad)
@@ -397,14 +392,14 @@ def cochlea_batch(
 
         _row_blocks(log_block, row_len)
         if keys is not None:
-            chunk_keys = np.stack((keys[:, sl], keys[:, nchan + k0 : nchan + k0 + nb]), axis=1)
+            chunk_keys = np.concatenate((keys[:, sl], keys[:, nchan + k0 : nchan + k0 + nb]))
             even, odd = counter_noise(chunk_keys.reshape(-1), int(lengths.max()))
             even, odd = even.reshape(rows, nb, -1), odd.reshape(rows, nb, -1)
         else:
             assert draws is not None
             given = np.zeros((rows, nb, 2 * ((int(lengths.max()) + 1) // 2)))
             for i, d in enumerate(draws):
-                given[2 * i : 2 * i + 2, :, : d.shape[-1]] = d[:, sl].numpy()
+                given[[i, n_items + i], :, : d.shape[-1]] = d[:, sl].numpy()
             even, odd = np.ascontiguousarray(given[..., 0::2]), np.ascontiguousarray(given[..., 1::2])
         kernels.adapted_bands(
             cc, bm, work, lengths, delay_cc, delay_bm, np.ascontiguousarray(base[:, sl]), ihc, noise_gain,
@@ -414,8 +409,7 @@ def cochlea_batch(
         part = np.empty((rows * nb, smooth.shape[-1]))
         kernels.segment_sums(flat_cc, np.repeat(nseg_env, nb), *smooth_args, part)
         smooth[:, sl] = part.reshape(rows, nb, -1)
-        x = np.ascontiguousarray(bm[0::2]).reshape(-1, t_pad)
-        y = np.ascontiguousarray(bm[1::2]).reshape(-1, t_pad)
+        x, y = bm[:n_items].reshape(-1, t_pad), bm[n_items:].reshape(-1, t_pad)
         parts = [np.empty((n_items * nb, cov.shape[-1])) for _ in range(3)]
         kernels.segment_covariance(
             x, y, np.repeat(nseg_cov, nb), *cov_args[:2], *cov_args[2:], maxlag, *parts
@@ -436,14 +430,14 @@ def cochlea_batch(
         torch.from_numpy(level_rows)[:, None],
     )
     return CochleaBatch(
-        reference_smooth=torch.from_numpy(smooth[0::2]),
-        processed_smooth=torch.from_numpy(smooth[1::2]),
-        smooth_segments=torch.from_numpy(nseg_env[0::2].copy()),
+        reference_smooth=torch.from_numpy(smooth[:n_items]),
+        processed_smooth=torch.from_numpy(smooth[n_items:]),
+        smooth_segments=torch.from_numpy(nseg_env[:n_items].copy()),
         covariance=torch.from_numpy(np.clip(cov, 0, 1)),
         reference_ms=torch.from_numpy(ms_x * 2.0),
         covariance_segments=torch.from_numpy(nseg_cov),
-        reference_sl=sl_rows[0::2],
-        processed_sl=sl_rows[1::2],
+        reference_sl=sl_rows[:n_items],
+        processed_sl=sl_rows[n_items:],
         outputs=outputs,
     )
 

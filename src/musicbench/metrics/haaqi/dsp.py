@@ -176,35 +176,40 @@ def xcorr_blocks(
     return out.reshape(*lead, 2 * max_lag + 1)
 
 
+EXACT_CANDIDATES = 8  # above this many near-maximal float32 lags, a float64 transform of the row is cheaper
+
+
 def xcorr_argmax_cpu(a: FloatArray, v: FloatArray, lag_lo: int, lag_hi: int) -> npt.NDArray[np.int64]:
     """``(rows,)`` lag in ``lag_lo .. lag_hi`` of the float64 cross-correlation maximum of ``(rows, n)``.
 
     The correlations are computed in float32 (``xcorr_blocks``); the lags within a safe margin of each
     row's float32 maximum (1e-4 of ``|a| |v|``, a bound 100x the float32 error) are recomputed exactly as
     float64 dot products, so the result is the float64 argmax (first index on ties, as ``np.argmax``).
-    Rows with too many candidates (e.g. silent or periodic rows) fall back to float64 transforms.
+    Rows with more than ``EXACT_CANDIDATES`` candidates (broad or periodic peaks, silent rows) are
+    transformed again in float64, all such rows in one call.
     """
     max_lag = max(abs(lag_lo), abs(lag_hi))
     n = a.shape[-1]
     c32 = xcorr_blocks(a, v, max_lag, dtype=np.float32)[:, max_lag + lag_lo : max_lag + lag_hi + 1]
     bound = 1e-4 * np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", v, v))
     best = np.empty(a.shape[0], dtype=np.int64)
+    exact_rows = []
     for r in range(a.shape[0]):
         cand = np.nonzero(c32[r] >= c32[r].max() - bound[r])[0]
         if len(cand) == 1:
             best[r] = lag_lo + int(cand[0])
             continue
-        if len(cand) > 64:
-            exact = xcorr_blocks(a[r : r + 1], v[r : r + 1], max_lag)[
-                0, max_lag + lag_lo : max_lag + lag_hi + 1
-            ]
-            best[r] = lag_lo + int(np.argmax(exact))
+        if len(cand) > EXACT_CANDIDATES:
+            exact_rows.append(r)
             continue
         values = []
         for i in cand:
             lag = lag_lo + int(i)  # sum_m a[m + lag] v[m]
             values.append(np.dot(a[r, max(0, lag) : n + min(0, lag)], v[r, max(0, -lag) : n - max(0, lag)]))
         best[r] = lag_lo + int(cand[int(np.argmax(values))])
+    if exact_rows:
+        exact = xcorr_blocks(a[exact_rows], v[exact_rows], max_lag)[:, max_lag + lag_lo : max_lag + lag_hi + 1]
+        best[exact_rows] = lag_lo + np.argmax(exact, axis=-1)
     return best
 
 
@@ -229,6 +234,7 @@ __all__ = [
     "rms",
     "shift_rows",
     "xcorr",
+    "EXACT_CANDIDATES",
     "xcorr_argmax_cpu",
     "xcorr_blocks",
 ]
