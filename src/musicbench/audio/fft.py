@@ -32,7 +32,12 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor, n_out: int | None = None) -> 
     """
     t, taps = x.shape[-1], h.shape[-1]
     n_out = t if n_out is None else n_out
-    if x.device.type == "cpu" and h.device.type == "cpu" and taps <= SHORT_FILTER < t and n_out <= t + taps - 1:
+    if (
+        x.device.type == "cpu"
+        and h.device.type == "cpu"
+        and taps <= SHORT_FILTER < t
+        and n_out <= t + taps - 1
+    ):
         # A short filter on a long CPU signal: overlap-add (scipy) transforms blocks of a few filter
         # lengths instead of the whole signal (a 141-tap NAL-R on 30 s: ~5x faster than one long FFT).
         import numpy as np

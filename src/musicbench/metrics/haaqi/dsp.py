@@ -208,7 +208,9 @@ def xcorr_argmax_cpu(a: FloatArray, v: FloatArray, lag_lo: int, lag_hi: int) -> 
             values.append(np.dot(a[r, max(0, lag) : n + min(0, lag)], v[r, max(0, -lag) : n - max(0, lag)]))
         best[r] = lag_lo + int(cand[int(np.argmax(values))])
     if exact_rows:
-        exact = xcorr_blocks(a[exact_rows], v[exact_rows], max_lag)[:, max_lag + lag_lo : max_lag + lag_hi + 1]
+        exact = xcorr_blocks(a[exact_rows], v[exact_rows], max_lag)[
+            :, max_lag + lag_lo : max_lag + lag_hi + 1
+        ]
         best[exact_rows] = lag_lo + np.argmax(exact, axis=-1)
     return best
 
