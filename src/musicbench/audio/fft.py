@@ -43,7 +43,7 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor, n_out: int | None = None) -> 
         import numpy as np
         import scipy.signal
 
-        shape = torch.broadcast_shapes(x.shape[:-1], h.shape[:-1])
+        shape = tuple(np.broadcast_shapes(tuple(x.shape[:-1]), tuple(h.shape[:-1])))
         xs = x.expand(*shape, t).numpy()
         hs = h.expand(*shape, taps).numpy()
         full = scipy.signal.oaconvolve(xs, hs, axes=-1) if shape else np.convolve(xs, hs)
