@@ -1,6 +1,6 @@
 """Run every ``benchmarks/bench_*.py`` module: ``python -m benchmarks [--only NAME] [--quick]``.
 
-``python -m benchmarks --gpu [--size tiny|cpu|full]`` runs the one-shot GPU benchmark (``benchmarks/gpu.py``).
+``python -m benchmarks --gpu [--size tiny|cpu|full]`` runs the one-shot GPU benchmark (``benchmarks/gpu/``).
 
 Each module exposes ``main(quick: bool) -> None`` and prints its own table.
 """
@@ -26,7 +26,7 @@ def discover() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--gpu" in argv:  # its own options (--size, --only SECTION): benchmarks/gpu.py parses the rest
+    if "--gpu" in argv:  # its own options (--size, --only SECTION): benchmarks/gpu/run.py parses the rest
         from benchmarks.gpu import main as gpu_main
 
         return gpu_main([a for a in argv if a != "--gpu"])
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu",
         action="store_true",
-        help="run the one-shot GPU benchmark instead (benchmarks/gpu.py, see python -m benchmarks.gpu -h)",
+        help="run the one-shot GPU benchmark instead (benchmarks/gpu/, see python -m benchmarks.gpu -h)",
     )
     args = parser.parse_args(argv)
     failed = []

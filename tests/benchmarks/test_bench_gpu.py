@@ -80,9 +80,10 @@ def test_accelerator_rows_get_a_cpu_reference(monkeypatch, capsys, tiny_chorales
     """The rows that compare a device with the CPU, run here with the CPU standing in for the device."""
     monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks import common, gpu
+    from benchmarks.gpu import support
 
     monkeypatch.setattr(common, "CHORALES_ROOT", tiny_chorales_root)
-    monkeypatch.setattr(gpu, "accelerated", lambda device: True)
+    monkeypatch.setattr(support, "accelerated", lambda device: True)
     assert gpu.main(["--size", "tiny", "--only", "metrics"]) == 0
     rows = _tables(capsys.readouterr().out)["SDR family and restoration metrics"]
     names = [r[0] for r in rows]
