@@ -345,8 +345,8 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     fast); otherwise LU as museval, and least squares (museval's ``lstsq`` fallback) where LU finds ``G``
     exactly singular, e.g. a mono stem stored as stereo (L = R).
     """
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    ge = g + _EPS * eye
+    ge = g.clone()
+    ge.diagonal(dim1=-2, dim2=-1).add_(_EPS)  # G + eps I without a dense identity
     chol, info = torch.linalg.cholesky_ex(ge)
     pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
     scale = torch.diagonal(g, dim1=-2, dim2=-1).amax(dim=-1)
@@ -458,15 +458,14 @@ def _parseval_weights(nfft: int, device: torch.device) -> torch.Tensor:
 
 
 def _rfft_padded(x: torch.Tensor, nfft: int, ws: _Workspace, name: str) -> torch.Tensor:
-    """``torch.fft.rfft(x, n=nfft)`` for ``x`` ``(..., n)``, ``n <= nfft``, through reused buffers ``name`` (the
-    zero-padded input) and ``name + "_spec"`` (the spectra; valid until the next call with ``name``): only the
-    padding is zeroed, where ``n=nfft`` fills a whole new tensor before copying ``x`` into it."""
+    """``torch.fft.rfft(x, n=nfft)`` for ``x`` ``(..., n)``, ``n <= nfft``, with the zero-padded input in the
+    reused buffer ``name``: only the padding is zeroed, where ``n=nfft`` fills a whole new tensor before copying
+    ``x`` into it. (``out=`` is not used: it computes into a temporary and copies.)"""
     n = x.shape[-1]
     buf = ws(name, (*x.shape[:-1], nfft), x)
     buf[..., n:].zero_()
     buf[..., :n].copy_(x)
-    cplx = torch.empty(0, dtype=torch.complex128, device=x.device)  # float64 in, complex128 out
-    out: torch.Tensor = torch.fft.rfft(buf, out=ws(name + "_spec", (*x.shape[:-1], nfft // 2 + 1), cplx))
+    out: torch.Tensor = torch.fft.rfft(buf)
     return out
 
 
