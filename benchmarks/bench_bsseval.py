@@ -4,7 +4,7 @@ Two kinds of content. Synthetic: each source is a sequence of harmonic notes wit
 a faint noise floor; estimates are the references plus crosstalk from the other sources plus white noise.
 Chorales (when the embedded set has been generated, ``make data``; its root is ``$CHORALES_ROOT``, default
 ``data/chorales``): the four voices of the test pieces, concatenated to the track length, as references; the
-estimates are each voice plus leakage of the others and white noise (rests give silent, NaN frames). Both
+estimates are each voice plus leakage of the others and white noise. Both
 implementations run in this process on the same arrays (museval on CPU; ours on CPU, and on CUDA when
 available). Prints wall times, the speed ratio, the max |difference| per metric over frames where museval is
 finite, and whether NaN frames agree. The CPU pressure (Linux PSI) shows whether other processes competed
