@@ -1,7 +1,10 @@
-"""BSSEval v4: ``musicbench.metrics.bsseval`` vs ``museval.evaluate`` on a synthetic 4-source stereo track.
+"""BSSEval v4: ``musicbench.metrics.bsseval`` vs ``museval.evaluate`` on 4-source stereo 44.1 kHz tracks.
 
-The track is music-like: each source is a sequence of harmonic notes with attack/decay envelopes plus a faint
-noise floor; estimates are the references plus crosstalk from the other sources plus white noise. Both
+Two kinds of content. Synthetic: each source is a sequence of harmonic notes with attack/decay envelopes plus
+a faint noise floor; estimates are the references plus crosstalk from the other sources plus white noise.
+Chorales (when the embedded set has been generated, ``make data``; its root is ``$CHORALES_ROOT``, default
+``data/chorales``): the four voices of the test pieces, concatenated to the track length, as references; the
+estimates are each voice plus leakage of the others and white noise. Both
 implementations run in this process on the same arrays (museval on CPU; ours on CPU, and on CUDA when
 available). Prints wall times, the speed ratio, the max |difference| per metric over frames where museval is
 finite, and whether NaN frames agree. The CPU pressure (Linux PSI) shows whether other processes competed
@@ -12,9 +15,13 @@ for the cores during a measurement; timings taken under pressure are not compara
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from musicbench.metrics.bsseval import METRICS, bsseval
@@ -24,6 +31,8 @@ SOURCES = 4
 CHANNELS = 2
 DURATIONS = (30.0, 180.0)
 QUICK_DURATIONS = (10.0,)
+VOICES = ("soprano", "alto", "tenor", "bass")
+CHORALES_ROOT = Path(os.environ.get("CHORALES_ROOT", "data/chorales"))
 
 
 def synth_track(
@@ -54,6 +63,29 @@ def synth_track(
     return ref, est
 
 
+def chorale_track(seconds: float, root: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """References (the four voices of the test pieces of the chorales under ``root``, concatenated piece after
+    piece to ``seconds``) and estimates, ``(4, 2, samples)`` float64; ``None`` if the set is missing."""
+    pieces = sorted(p for p in (root / "test").glob("*") if (p / "soprano.wav").is_file())
+    if not pieces:
+        return None
+    n = int(seconds * SAMPLE_RATE)
+    parts, total = [], 0
+    for piece in itertools.cycle(pieces):  # piece after piece until the track is long enough
+        voices = [sf.read(piece / f"{v}.wav", dtype="float64", always_2d=True) for v in VOICES]
+        if any(sr != SAMPLE_RATE for _, sr in voices):
+            raise ValueError(f"{piece}: expected {SAMPLE_RATE} Hz chorales")
+        parts.append(np.stack([np.broadcast_to(x, (x.shape[0], CHANNELS)).T for x, _ in voices]))
+        total += parts[-1].shape[-1]
+        if total >= n:
+            break
+    ref = np.ascontiguousarray(np.concatenate(parts, axis=-1)[..., :n])  # strided input is slower to score
+    rng = np.random.default_rng(seed)
+    leakage = 0.15 * (ref.sum(0, keepdims=True) - ref)
+    est = 0.9 * ref + leakage + 0.01 * rng.standard_normal(ref.shape)
+    return ref, est
+
+
 def compare(ours: dict[str, torch.Tensor], theirs: tuple[np.ndarray, ...]) -> str:
     parts = []
     nan_ok = True
@@ -75,12 +107,20 @@ def cpu_pressure() -> str:
         return "n/a"
 
 
-def run(seconds: float, repeats: int = 2) -> None:
+def run(seconds: float, content: str = "synthetic", repeats: int = 2) -> None:
     import museval
 
-    ref, est = synth_track(seconds)
+    if content == "chorales":
+        track = chorale_track(seconds, CHORALES_ROOT)
+        if track is None:
+            print(f"-- chorales: no test pieces under {CHORALES_ROOT} (make data); skipped --", flush=True)
+            return
+        ref, est = track
+    else:
+        ref, est = synth_track(seconds)
     print(
-        f"-- {seconds:.0f} s, {SOURCES} sources, stereo, {SAMPLE_RATE} Hz, win=hop=44100, v4 --", flush=True
+        f"-- {content}, {seconds:.0f} s, {SOURCES} sources, stereo, {SAMPLE_RATE} Hz, win=hop=44100, v4 --",
+        flush=True,
     )
     t0 = time.perf_counter()
     theirs = museval.evaluate(ref.transpose(0, 2, 1), est.transpose(0, 2, 1), win=44100, hop=44100, mode="v4")
@@ -120,8 +160,9 @@ def run(seconds: float, repeats: int = 2) -> None:
 
 def main(quick: bool = False) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
-    for seconds in QUICK_DURATIONS if quick else DURATIONS:
-        run(seconds)
+    for content in ("synthetic", "chorales"):
+        for seconds in QUICK_DURATIONS if quick else DURATIONS:
+            run(seconds, content)
 
 
 if __name__ == "__main__":

@@ -208,8 +208,8 @@ def _prepare(
         raise ValueError(
             f"expected (sources, channels, samples), got {tuple(ref.shape)} and {tuple(est.shape)}"
         )
-    check_audio(ref, "references", _AXES)
-    check_audio(est, "estimates", _AXES)
+    _check_finite(ref, "references")
+    _check_finite(est, "estimates")
     if padding and est.shape[-1] != ref.shape[-1]:
         nsampl = ref.shape[-1]
         est = (
@@ -222,6 +222,14 @@ def _prepare(
     if ref.numel() == 0:
         raise ValueError(f"empty input of shape {tuple(ref.shape)}")
     return ref, est
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    """:func:`check_audio` (empty or NaN/±inf input -> ``ValueError``), with a one-pass fast path: a NaN or ±inf
+    sample makes the sum non-finite, so the elementwise test (several passes over a whole track) only runs when
+    the sum is not finite (or overflows)."""
+    if x.numel() == 0 or not bool(torch.isfinite(x.sum())):
+        check_audio(x, name, _AXES)
 
 
 def _check_not_silent(active: torch.Tensor, what: str) -> None:
@@ -287,7 +295,8 @@ def _lagged_xcorr(x: torch.Tensor, extra: torch.Tensor, nlags: int) -> torch.Ten
             seg = sig[..., lo:hi]
             if hi - lo < nb * block:  # the partial last block: zero-pad this piece only
                 seg = torch.nn.functional.pad(seg, (0, nb * block - (hi - lo)))
-            spec[:, :, ch].copy_(torch.fft.rfft(seg.unflatten(-1, (nb, block)), n=nfft).movedim(-1, 1))
+            seg_spec = _rfft_padded(seg.unflatten(-1, (nb, block)), nfft, ws, "seg")
+            spec[:, :, ch].copy_(seg_spec.movedim(-1, 1))
         spec = spec.view(nbatch * nbins, nch, nb)
         acc.baddbmm_(spec, spec[:, :nq].mH)  # sum over blocks of Z_p conj(X_q), per bin: (B*K, M, Q)
     acc = acc.view(*batch, nbins, nch, nq)
@@ -303,10 +312,12 @@ def _lagged_xcorr(x: torch.Tensor, extra: torch.Tensor, nlags: int) -> torch.Ten
         idx = idx.clamp(max=nsampl - 1)
         after = torch.cat([x[..., idx], extra[..., idx]], dim=-3) * inside  # (..., M, nbound, L - 1)
         n2 = next_fast_len(2 * nlags - 2)
-        fa = torch.fft.rfft(after, n=n2).movedim(-1, -3)  # (..., K2, M, nbound)
-        fb = torch.fft.rfft(before, n=n2).movedim(-1, -3)
+        # contiguous operands with the conjugate resolved: a strided/conjugate-view batched matmul falls off
+        # the BLAS path on CPU and was the slowest step of the whole evaluation (same values either way)
+        fa = torch.fft.rfft(after, n=n2).movedim(-1, -3).contiguous()  # (..., K2, M, nbound)
+        fb = torch.fft.rfft(before, n=n2).movedim(-1, -3).conj().transpose(-1, -2).contiguous()
         # c[m] = sum_v after[v + m] before[v]
-        c = torch.fft.irfft(torch.matmul(fa, fb.mH).movedim(-3, -1), n=n2)
+        c = torch.fft.irfft(torch.matmul(fa, fb).movedim(-3, -1), n=n2)
         lags = (torch.arange(nlags, device=x.device) - (nlags - 1)) % n2
         r = r + c[..., lags]
     return r
@@ -334,8 +345,8 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     fast); otherwise LU as museval, and least squares (museval's ``lstsq`` fallback) where LU finds ``G``
     exactly singular, e.g. a mono stem stored as stereo (L = R).
     """
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    ge = g + _EPS * eye
+    ge = g.clone()
+    ge.diagonal(dim1=-2, dim2=-1).add_(_EPS)  # G + eps I without a dense identity
     chol, info = torch.linalg.cholesky_ex(ge)
     pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
     scale = torch.diagonal(g, dim1=-2, dim2=-1).amax(dim=-1)
@@ -446,6 +457,18 @@ def _parseval_weights(nfft: int, device: torch.device) -> torch.Tensor:
     return w
 
 
+def _rfft_padded(x: torch.Tensor, nfft: int, ws: _Workspace, name: str) -> torch.Tensor:
+    """``torch.fft.rfft(x, n=nfft)`` for ``x`` ``(..., n)``, ``n <= nfft``, with the zero-padded input in the
+    reused buffer ``name``: only the padding is zeroed, where ``n=nfft`` fills a whole new tensor before copying
+    ``x`` into it. (``out=`` is not used: it computes into a temporary and copies.)"""
+    n = x.shape[-1]
+    buf = ws(name, (*x.shape[:-1], nfft), x)
+    buf[..., n:].zero_()
+    buf[..., :n].copy_(x)
+    out: torch.Tensor = torch.fft.rfft(buf)
+    return out
+
+
 class _Workspace:
     """Reusable buffers, by name. On CPU, reusing memory across batches avoids page-faulting a fresh large
     allocation for every intermediate tensor, which costs more than the arithmetic on it."""
@@ -504,8 +527,8 @@ def _frame_metrics(
     # and the per-bin channel mixing is one batched matmul
     sqrt_w = _parseval_weights(nfft, ref.device).sqrt()[:, None, None, None]
     shape = (nbins, nsrc, nchan, nframes)
-    xk = torch.mul(torch.fft.rfft(ref, n=nfft).permute(3, 1, 2, 0), sqrt_w, out=ws("xk", shape, cplx))
-    ek = torch.mul(torch.fft.rfft(est, n=nfft).permute(3, 1, 2, 0), sqrt_w, out=ws("ek", shape, cplx))
+    xk = torch.mul(_rfft_padded(ref, nfft, ws, "x").permute(3, 1, 2, 0), sqrt_w, out=ws("xk", shape, cplx))
+    ek = torch.mul(_rfft_padded(est, nfft, ws, "x").permute(3, 1, 2, 0), sqrt_w, out=ws("ek", shape, cplx))
     xt = xk if identity else xk[:, pairs_t]  # (K, Q, C_in, F): s of each pair
     ek = ek if identity else ek[:, pairs_e]  # (K, Q, C, F)
     if hf_all.ndim == 4:  # per-frame filters (v3)
@@ -532,12 +555,11 @@ def _frame_metrics(
         ]
     else:
         # SDR in the time domain: |s|^2 / |s_hat - s|^2
-        s_energy = torch.linalg.vecdot(ref, ref).sum(-1)[:, pairs_t].T  # (Q, F)
-        err = torch.sub(
-            est[:, pairs_e], ref[:, pairs_t], out=ws("err", (nframes, npairs, *ref.shape[2:]), ref)
-        )
+        s_energy = _sum_squares(ref)[:, pairs_t].T  # (Q, F)
+        est_q, ref_q = (est, ref) if identity else (est[:, pairs_e], ref[:, pairs_t])  # no copies for (j, j)
+        err = torch.sub(est_q, ref_q, out=ws("err", (nframes, npairs, *ref.shape[2:]), ref))
         num_den = [
-            (s_energy, torch.linalg.vecdot(err, err).sum(-1).T),
+            (s_energy, _sum_squares(err).T),
             (s_energy, diff_energy(p_j, xt)),
             (energy(p_j), diff_energy(p_all, p_j)),
             (energy(p_all), diff_energy(ek, p_all)),
@@ -547,6 +569,13 @@ def _frame_metrics(
         if nd is not None:
             out[m] = _safe_db(*nd)
     return out
+
+
+def _sum_squares(x: torch.Tensor) -> torch.Tensor:
+    """``(F, S, C, n)`` -> ``(F, S)``: sum of squares over channels and samples, as BLAS dot products (no
+    temporary of the squares)."""
+    flat = x.flatten(-2)
+    return torch.matmul(flat[..., None, :], flat[..., :, None])[..., 0, 0]
 
 
 def _safe_db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
