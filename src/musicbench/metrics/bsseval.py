@@ -44,7 +44,7 @@ does empty input or a NaN/±inf sample (museval would return NaN in every frame 
 from __future__ import annotations
 
 import itertools
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -344,7 +344,7 @@ def _boundary_xcorr(x: torch.Tensor, extra: torch.Tensor, starts: torch.Tensor, 
     fa = torch.fft.rfft(after, n=n2).movedim(-1, -3).contiguous()  # (..., K2, M, nbound)
     fb = torch.fft.rfft(before, n=n2).movedim(-1, -3).conj().transpose(-1, -2).contiguous()
     # c[m] = sum_v after[v + m] before[v]
-    c = torch.fft.irfft(torch.matmul(fa, fb).movedim(-3, -1), n=n2)
+    c: torch.Tensor = torch.fft.irfft(torch.matmul(fa, fb).movedim(-3, -1), n=n2)
     lags = (torch.arange(nlags, device=x.device) - (nlags - 1)) % n2
     return c[..., lags]
 
@@ -681,7 +681,6 @@ def _v4_tiled(
     ref_frames = ref[..., : nwin * win].unflatten(-1, (nwin, win)).permute(2, 0, 1, 3)  # (nwin, S, C, win)
     est_frames = est[..., : nwin * win].unflatten(-1, (nwin, win)).permute(2, 0, 1, 3)
     ws = _Workspace()
-    cplx = torch.empty(0, dtype=torch.complex128, device=ref.device)
 
     # 1. spectra of all frames, frequency-major: (K, frame, reference channels then estimate channels)
     spec = _empty((nbins, nwin, 2 * npch), torch.complex128, ref.device)
@@ -726,7 +725,15 @@ def _v4_tiled(
         z = spec[k0 : k0 + kb].unflatten(-1, (2, nsrc, nchan))  # (kb, nwin, 2, S, C)
         k1 = k0 + z.shape[0]
         energies += _spectral_energies(
-            z[:, :, 0], z[:, :, 1], hf_all[k0:k1], hf_j[k0:k1], w[k0:k1], pairs_t, pairs_e, bsseval_sources, ws
+            z[:, :, 0],
+            z[:, :, 1],
+            hf_all[k0:k1],
+            hf_j[k0:k1],
+            w[k0:k1],
+            pairs_t,
+            pairs_e,
+            bsseval_sources,
+            ws,
         )
     return _to_db(energies, sdr_energies)
 
