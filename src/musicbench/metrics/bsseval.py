@@ -378,7 +378,9 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     g_diag = diag.clone()
     diag.add_(_EPS)  # G + eps I in place (a copy of G costs more than the additions), restored below
     try:
-        chol, info = torch.linalg.cholesky_ex(g)
+        chol = _empty(g.shape, g.dtype, g.device)
+        info = torch.empty(g.shape[:-2], dtype=torch.int32, device=g.device)
+        torch.linalg.cholesky_ex(g, out=(chol, info))
         pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
         # a pivot near rounding level means G is (numerically) singular: leave those to LU/lstsq as museval
         ok = (info == 0) & (pivots.amin(dim=-1) > _CHOLESKY_RTOL * g_diag.amax(dim=-1))
