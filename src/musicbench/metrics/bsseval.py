@@ -687,7 +687,9 @@ def _v4_tiled(
     # 1. spectra of all frames, frequency-major: (K, frame, reference channels then estimate channels)
     spec = _empty((nbins, nwin, 2 * npch), torch.complex128, ref.device)
     step = max(1, _chunk_bytes(ref.device) // (8 * nfft * 2 * npch))  # frames per FFT batch
-    sdr_energies = None if bsseval_sources else torch.empty(2, pairs_t.numel(), nwin, dtype=torch.float64)
+    sdr_energies = None
+    if not bsseval_sources:
+        sdr_energies = torch.empty(2, pairs_t.numel(), nwin, dtype=torch.float64, device=ref.device)
     for f0 in range(0, nwin, step):
         f1 = min(f0 + step, nwin)
         buf = ws("frames", (f1 - f0, 2, nsrc, nchan, nfft), ref)
@@ -697,8 +699,6 @@ def _v4_tiled(
         spec[:, f0:f1].copy_(torch.fft.rfft(buf.flatten(1, 3)).permute(2, 0, 1))
         if sdr_energies is not None:
             sdr_energies[:, :, f0:f1] = _sdr_energies(buf[:, 0], buf[:, 1], pairs_t, pairs_e, ws)
-    if sdr_energies is not None:
-        sdr_energies = sdr_energies.to(ref.device)
 
     # 2. whole-signal correlations (as _lagged_xcorr): within frames from their spectra, then the samples
     # after the last frame and the products that straddle frame boundaries
