@@ -5,7 +5,7 @@ attack/decay envelopes plus a faint noise floor; estimates are the references pl
 sources plus white noise. Chorales (``make data``; ``$CHORALES_ROOT``): the four voices of the test pieces,
 concatenated to the track length, as references; the estimates are each voice plus leakage of the others and
 white noise. Both implementations run in this process on the same arrays (museval on CPU; ours on CPU, and on
-CUDA when available). One Markdown table: wall times (ours: the faster of two calls; the first call in a
+CUDA when available). One Markdown table: wall times (ours: the fastest of three calls; the first call in a
 process also pays for fresh memory), the speed ratio, the max |difference| per metric over frames where
 museval is finite, whether NaN frames agree, the peak RSS rise of each, and the CPU pressure (Linux PSI) at
 the end of the row: timings taken under pressure (other processes competing for the cores) are not
@@ -29,7 +29,7 @@ SOURCES = 4
 CHANNELS = 2
 DURATIONS = (30.0, 180.0)
 QUICK_DURATIONS = (10.0,)
-REPEATS = 2
+REPEATS = 3
 HEADER = (
     "content",
     "track",

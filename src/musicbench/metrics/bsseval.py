@@ -68,7 +68,6 @@ _SPECTRA_BYTES = 2 * 2**30  # at most this many bytes of frame spectra are kept 
 _SOLVE_BUDGET = 1024 * 2**20  # bytes of Gram matrices per batch of v3 frames
 _CHOLESKY_RTOL = 1e-12  # smallest Cholesky pivot^2 / largest diagonal entry of G accepted as regular
 _PROPORTIONAL_TOL = 1e-12  # 1 - rho^2 below which two reference channels count as proportional (L = R)
-_HUGE_BYTES = 32 * 2**20  # CPU buffers at least this large are allocated by NumPy (huge pages)
 _XCORR_NFFT = 16384  # FFT size of the blocks of the long correlations
 _AXES = ("source", "channel", "sample")  # named in the errors on non-finite input
 
@@ -270,16 +269,6 @@ def _chunks(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [idx[i : i + size] for i in range(0, idx.numel(), size)]
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.empty``, except that large CPU buffers come from NumPy, which asks Linux for transparent huge
-    pages (``madvise``): page-faulting a fresh buffer of hundreds of MB in 4 KiB pages costs more than the
-    arithmetic on it."""
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if device.type == "cpu" and nbytes >= _HUGE_BYTES:
-        return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
-    return torch.empty(shape, dtype=dtype, device=device)
-
-
 def _lagged_xcorr(x: torch.Tensor, extra: torch.Tensor, nlags: int) -> torch.Tensor:
     """Linear cross-correlations ``r[..., p, q, k] = sum_t z[..., p, t + k] * x[..., q, t]`` with
     ``z = cat(x, extra)`` along channels, for lags ``0 <= k < nlags`` (signals zero outside ``[0, T)``).
@@ -364,11 +353,9 @@ def _block_toeplitz(r: torch.Tensor, nlags: int) -> torch.Tensor:
     ext = torch.cat([r.transpose(-2, -3).flip(-1)[..., :-1], r], dim=-1)  # lag m at index L - 1 + m
     a = torch.arange(nlags, device=r.device)
     lag = (nlags - 1) + a[None, :] - a[:, None]  # [a, b] -> L - 1 + b - a
+    g = ext[..., lag]  # (..., P, P, L, L)
     npch = r.shape[-2]
-    g = _empty((*r.shape[:-3], npch, nlags, npch, nlags), r.dtype, r.device)
-    for p in range(npch):  # one row block at a time: no (P, P, L, L) temporary of the size of G
-        g[..., p, :, :, :] = ext[..., p, :, :][..., lag].transpose(-3, -2)  # (..., L, P, L)
-    return g.view(*r.shape[:-3], npch * nlags, npch * nlags)
+    return g.transpose(-3, -2).reshape(*r.shape[:-3], npch * nlags, npch * nlags)
 
 
 def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -383,9 +370,7 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     g_diag = diag.clone()
     diag.add_(_EPS)  # G + eps I in place (a copy of G costs more than the additions), restored below
     try:
-        chol = _empty(g.shape, g.dtype, g.device)
-        info = torch.empty(g.shape[:-2], dtype=torch.int32, device=g.device)
-        torch.linalg.cholesky_ex(g, out=(chol, info))
+        chol, info = torch.linalg.cholesky_ex(g)
         pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
         # a pivot near rounding level means G is (numerically) singular: leave those to LU/lstsq as museval
         ok = (info == 0) & (pivots.amin(dim=-1) > _CHOLESKY_RTOL * g_diag.amax(dim=-1))
@@ -642,7 +627,9 @@ def _sdr_energies(
     identity = pairs_t.numel() == ref.shape[1]
     est_q, ref_q = (est, ref) if identity else (est[:, pairs_e], ref[:, pairs_t])  # no copies for (j, j)
     err = torch.sub(est_q, ref_q, out=ws("err", est_q.shape, ref))
-    return torch.stack([_sum_squares(ref)[:, pairs_t].T, _sum_squares(err).T])
+    # norms (one pass, any strides; a batched dot product copies strided operands first), squared
+    s_energy = torch.linalg.vector_norm(ref, dim=(-2, -1)).square()[:, pairs_t].T
+    return torch.stack([s_energy, torch.linalg.vector_norm(err, dim=(-2, -1)).square().T])
 
 
 def _to_db(energies: torch.Tensor, sdr_energies: torch.Tensor | None) -> torch.Tensor:
@@ -690,8 +677,10 @@ def _v4_tiled(
     ws = _Workspace()
 
     # 1. spectra of all frames, frequency-major: (K, frame, reference channels then estimate channels)
-    spec = _empty((nbins, nwin, 2 * npch), torch.complex128, ref.device)
-    step = max(1, _chunk_bytes(ref.device) // (8 * nfft * 2 * npch))  # frames per FFT batch
+    spec = torch.empty((nbins, nwin, 2 * npch), dtype=torch.complex128, device=ref.device)
+    # frames per FFT batch: ~4 at 44.1 kHz on CPU, where the scattered writes into spec cost twice as much
+    # with 2 frames (shorter contiguous runs) and larger batches no longer fit the allocator's cached blocks
+    step = max(1, 3 * _chunk_bytes(ref.device) // (2 * 8 * nfft * 2 * npch))
     sdr_energies = None
     if not bsseval_sources:
         sdr_energies = torch.empty(2, pairs_t.numel(), nwin, dtype=torch.float64, device=ref.device)
@@ -743,13 +732,6 @@ def _v4_tiled(
             ws,
         )
     return _to_db(energies, sdr_energies)
-
-
-def _sum_squares(x: torch.Tensor) -> torch.Tensor:
-    """``(F, S, C, n)`` -> ``(F, S)``: sum of squares over channels and samples, as BLAS dot products (no
-    temporary of the squares)."""
-    flat = x.flatten(-2)
-    return torch.matmul(flat[..., None, :], flat[..., :, None])[..., 0, 0]
 
 
 def _safe_db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
