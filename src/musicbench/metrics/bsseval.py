@@ -64,6 +64,8 @@ _EPS = float(np.finfo(np.float64).eps)  # museval adds eps * I to the Gram matri
 # Bytes of one intermediate tensor (a batch of frame or block spectra). On CPU small batches are faster: the
 # allocator hands out fresh pages for large tensors and page-faulting them costs more than the arithmetic.
 _CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+# Bytes of one (bins, frames, channels) complex tensor in the tiled path's loops over batches of bins
+_BINS_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 _SPECTRA_BYTES = 2 * 2**30  # at most this many bytes of frame spectra are kept (v4, frames tiling the signal)
 _SOLVE_BUDGET = 1024 * 2**20  # bytes of Gram matrices per batch of v3 frames
 _CHOLESKY_RTOL = 1e-12  # smallest Cholesky pivot^2 / largest diagonal entry of G accepted as regular
@@ -255,6 +257,10 @@ def _check_not_silent(active: torch.Tensor, what: str) -> None:
 
 def _chunk_bytes(device: torch.device) -> int:
     return _CHUNK_BYTES.get(device.type, _CHUNK_BYTES["cuda"])
+
+
+def _bins_bytes(device: torch.device) -> int:
+    return _BINS_BYTES.get(device.type, _BINS_BYTES["cuda"])
 
 
 def _take_frames(frames: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -696,7 +702,7 @@ def _v4_tiled(
 
     # 2. whole-signal correlations (as _lagged_xcorr): within frames from their spectra, then the samples
     # after the last frame and the products that straddle frame boundaries
-    kb = max(1, _chunk_bytes(ref.device) // (16 * 2 * npch * nwin))  # bins per batch
+    kb = max(1, _bins_bytes(ref.device) // (16 * 2 * npch * nwin))  # bins per batch
     acc_h = torch.empty(nbins, npch, 2 * npch, dtype=torch.complex128, device=ref.device)
     for k0 in range(0, nbins, kb):
         z = spec[k0 : k0 + kb]  # (kb, nwin, M)
@@ -715,7 +721,7 @@ def _v4_tiled(
     h_all, h_j = _filters_from_xcorr(r, nsrc, nchan)
     hf_all, hf_j = _filter_spectra(h_all, h_j[pairs_t, pairs_e], nfft)
     w = _parseval_weights(nfft, ref.device)
-    kb = max(1, _chunk_bytes(ref.device) // (16 * npch * nwin))
+    kb = max(1, _bins_bytes(ref.device) // (16 * npch * nwin))
     energies = torch.zeros(5, pairs_t.numel(), nwin, dtype=torch.float64, device=ref.device)
     for k0 in range(0, nbins, kb):
         z = spec[k0 : k0 + kb].unflatten(-1, (2, nsrc, nchan))  # (kb, nwin, 2, S, C)
