@@ -129,8 +129,7 @@ def bsseval(
     ref, est = _prepare(references, estimates, padding, device)
     nsrc, nchan, nsampl = ref.shape
     # museval's silence rule works on the sum over channels
-    ref_active = ref.sum(dim=1) != 0  # (S, T)
-    est_active = est.sum(dim=1) != 0
+    ref_active, est_active = _active(ref), _active(est)  # (S, T)
     _check_not_silent(ref_active, "reference")
     _check_not_silent(est_active, "estimated")
 
@@ -242,6 +241,16 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
     the sum is not finite (or overflows)."""
     if x.numel() == 0 or not bool(torch.isfinite(x.sum())):
         check_audio(x, name, _AXES)
+
+
+def _active(x: torch.Tensor) -> torch.Tensor:
+    """``(S, C, T)`` -> ``(S, T)``: the sum over channels is not zero. In pieces: the ``(S, T)`` sum of a whole
+    track in one go is a fresh allocation whose page faults cost more than the additions."""
+    out = torch.empty(x.shape[0], x.shape[-1], dtype=torch.bool, device=x.device)
+    step = max(1, _chunk_bytes(x.device) // (8 * x.shape[0]))
+    for t0 in range(0, x.shape[-1], step):
+        torch.ne(x[..., t0 : t0 + step].sum(dim=1), 0, out=out[:, t0 : t0 + step])
+    return out
 
 
 def _check_not_silent(active: torch.Tensor, what: str) -> None:
