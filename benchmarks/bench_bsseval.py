@@ -1,22 +1,27 @@
-"""BSSEval v4: ``musicbench.metrics.bsseval`` vs ``museval.evaluate`` on a synthetic 4-source stereo track.
+"""BSSEval v4: ``musicbench.metrics.bsseval`` vs ``museval.evaluate`` on 4-source stereo 44.1 kHz tracks.
 
-The track is music-like: each source is a sequence of harmonic notes with attack/decay envelopes plus a faint
-noise floor; estimates are the references plus crosstalk from the other sources plus white noise. Both
-implementations run in this process on the same arrays (museval on CPU; ours on CPU, and on CUDA when
-available). Prints wall times, the speed ratio, the max |difference| per metric over frames where museval is
-finite, and whether NaN frames agree. The CPU pressure (Linux PSI) shows whether other processes competed
-for the cores during a measurement; timings taken under pressure are not comparable.
+Two kinds of content (see ``benchmarks.common``). Synthetic: each source is a sequence of harmonic notes with
+attack/decay envelopes plus a faint noise floor; estimates are the references plus crosstalk from the other
+sources plus white noise. Chorales (``make data``; ``$CHORALES_ROOT``): the four voices of the test pieces,
+concatenated to the track length, as references; the estimates are each voice plus leakage of the others and
+white noise. Both implementations run in this process on the same arrays (museval on CPU; ours on CPU, and on
+CUDA when available). One Markdown table: wall times (ours: the fastest of three calls; the first call in a
+process also pays for fresh memory), the speed ratio, the max |difference| per metric over frames where
+museval is finite, whether NaN frames agree, the peak RSS rise of each, and the CPU pressure (Linux PSI) at
+the end of the row: timings taken under pressure (other processes competing for the cores) are not
+comparable.
 
     python -m benchmarks --only bsseval [--quick]
 """
 
 from __future__ import annotations
 
-import time
+import sys
 
 import numpy as np
 import torch
 
+from benchmarks.common import MissingContent, chorale_stems, cpu_pressure, table, timed
 from musicbench.metrics.bsseval import METRICS, bsseval
 
 SAMPLE_RATE = 44100
@@ -24,6 +29,19 @@ SOURCES = 4
 CHANNELS = 2
 DURATIONS = (30.0, 180.0)
 QUICK_DURATIONS = (10.0,)
+REPEATS = 3
+HEADER = (
+    "content",
+    "track",
+    "device",
+    "museval s",
+    "ours s",
+    "ratio",
+    r"max \|diff\| dB sdr / isr / sir / sar",
+    "NaN frames agree",
+    "RSS rise GB museval / ours",
+    "CPU pressure",
+)
 
 
 def synth_track(
@@ -54,74 +72,92 @@ def synth_track(
     return ref, est
 
 
-def compare(ours: dict[str, torch.Tensor], theirs: tuple[np.ndarray, ...]) -> str:
-    parts = []
-    nan_ok = True
+def chorale_track(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """References (the four chorale voices, ``benchmarks.common.chorale_stems``) and estimates, ``(4, 2,
+    samples)`` float64, contiguous (a strided view is slower to score); ``MissingContent`` without the set."""
+    stems, rate = chorale_stems(seconds)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"expected {SAMPLE_RATE} Hz chorales, got {rate} Hz")
+    ref = np.broadcast_to(stems, (stems.shape[0], CHANNELS, stems.shape[-1])).copy()  # contiguous, writable
+    rng = np.random.default_rng(seed)
+    leakage = 0.15 * (ref.sum(0, keepdims=True) - ref)
+    est = 0.9 * ref + leakage + 0.01 * rng.standard_normal(ref.shape)
+    return ref, est
+
+
+def compare(ours: dict[str, torch.Tensor], theirs: tuple[np.ndarray, ...]) -> tuple[str, bool]:
+    """``("d_sdr / d_isr / d_sir / d_sar", NaN frames agree)``: max |ours - museval| over museval's finite
+    frames, per metric."""
+    diffs, nan_ok = [], True
     for name, m in zip(METRICS, theirs, strict=True):
         a = ours[name].cpu().numpy()
         nan_ok &= bool((np.isnan(a) == np.isnan(m)).all())
         finite = np.isfinite(m)
-        diff = float(np.abs(a[finite] - m[finite]).max()) if finite.any() else 0.0
-        parts.append(f"{name} {diff:.1e}")
-    return "max|diff| dB: " + ", ".join(parts) + f"; NaN frames agree: {nan_ok}"
+        diffs.append(float(np.abs(a[finite] - m[finite]).max()) if finite.any() else 0.0)
+    return " / ".join(f"{d:.1e}" for d in diffs), nan_ok
 
 
-def cpu_pressure() -> str:
-    """Linux PSI 'some avg10' for the CPU: the share of time runnable tasks waited for a core (other load)."""
-    try:
-        with open("/proc/pressure/cpu") as f:
-            return f.readline().split()[1].split("=")[1] + "%"
-    except OSError:
-        return "n/a"
+def _ours(ref: torch.Tensor, est: torch.Tensor, device: torch.device) -> tuple[float, float, dict]:
+    """Best time, largest RSS rise (GB) and the result of ``REPEATS`` calls (CUDA: input transfer included)."""
+    best, rise, out = float("inf"), 0.0, {}
+    for _ in range(REPEATS):
+        sec, peak, out = timed(
+            bsseval, ref.to(device), est.to(device), win=44100, hop=44100, mode="v4", sync_cuda=True
+        )
+        best, rise = min(best, sec), max(rise, peak.rise_gb)
+    return best, rise, out
 
 
-def run(seconds: float, repeats: int = 2) -> None:
+def run(seconds: float, content: str) -> list[list[object]]:
     import museval
 
-    ref, est = synth_track(seconds)
-    print(
-        f"-- {seconds:.0f} s, {SOURCES} sources, stereo, {SAMPLE_RATE} Hz, win=hop=44100, v4 --", flush=True
+    ref, est = chorale_track(seconds) if content == "chorales" else synth_track(seconds)
+    print(f"-- {content}, {seconds:.0f} s ...", file=sys.stderr, flush=True)
+    t_museval, peak_museval, theirs = timed(
+        museval.evaluate, ref.transpose(0, 2, 1), est.transpose(0, 2, 1), win=44100, hop=44100, mode="v4"
     )
-    t0 = time.perf_counter()
-    theirs = museval.evaluate(ref.transpose(0, 2, 1), est.transpose(0, 2, 1), win=44100, hop=44100, mode="v4")
-    t_museval = time.perf_counter() - t0
-    print(
-        f"museval.evaluate        {t_museval:8.2f} s            (cpu pressure {cpu_pressure()})", flush=True
-    )
-
     ref_t, est_t = torch.from_numpy(ref), torch.from_numpy(est)
-    for i in range(repeats):  # the first call in a process also pays for fresh memory
-        t0 = time.perf_counter()
-        ours = bsseval(ref_t, est_t, win=44100, hop=44100, mode="v4")
-        t_ours = time.perf_counter() - t0
-        print(
-            f"musicbench cpu, call {i + 1} {t_ours:8.2f} s {t_museval / t_ours:6.1f}x   "
-            f"(cpu pressure {cpu_pressure()})  {compare(ours, theirs)}",
-            flush=True,
-        )
-
+    devices = [torch.device("cpu")]
     if torch.cuda.is_available():
-        dev = torch.device("cuda")
-        bsseval(ref_t[..., : 2 * SAMPLE_RATE], est_t[..., : 2 * SAMPLE_RATE], device=dev)  # warm-up
-        for i in range(repeats):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            ours_gpu = bsseval(
-                ref_t.to(dev), est_t.to(dev), win=44100, hop=44100, mode="v4"
-            )  # incl. transfer
-            torch.cuda.synchronize()
-            t_gpu = time.perf_counter() - t0
-            print(
-                f"musicbench cuda, call {i + 1} {t_gpu:7.2f} s {t_museval / t_gpu:6.1f}x   {compare(ours_gpu, theirs)}"
-                f"  ({torch.cuda.get_device_name()})",
-                flush=True,
-            )
+        devices.append(torch.device("cuda"))
+        n = 2 * SAMPLE_RATE
+        bsseval(ref_t[..., :n].cuda(), est_t[..., :n].cuda())  # warm-up (CUDA context, kernels)
+    rows: list[list[object]] = []
+    for device in devices:
+        t_ours, rise, ours = _ours(ref_t, est_t, device)
+        diffs, nan_ok = compare(ours, theirs)
+        rows.append(
+            [
+                content,
+                f"{seconds:.0f} s",
+                device.type,
+                f"{t_museval:.2f}",
+                f"{t_ours:.2f}",
+                f"{t_museval / t_ours:.1f}x",
+                diffs,
+                nan_ok,
+                f"{peak_museval.rise_gb:.2f} / {rise:.2f}",
+                cpu_pressure(),
+            ]
+        )
+    return rows
 
 
 def main(quick: bool = False) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
-    for seconds in QUICK_DURATIONS if quick else DURATIONS:
-        run(seconds)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {SOURCES} sources, stereo, "
+        f"{SAMPLE_RATE} Hz, win = hop = 44100, v4",
+        flush=True,
+    )
+    rows: list[list[object]] = []
+    for content in ("synthetic", "chorales"):
+        for seconds in QUICK_DURATIONS if quick else DURATIONS:
+            try:
+                rows += run(seconds, content)
+            except MissingContent as err:
+                print(f"-- {content}: {err}; skipped", file=sys.stderr, flush=True)
+                break
+    print(table(HEADER, rows), flush=True)
 
 
 if __name__ == "__main__":

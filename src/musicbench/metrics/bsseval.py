@@ -27,7 +27,12 @@ batched (Cholesky; LU as museval where the Gram matrix is near-singular). Refere
 proportional to another (a mono stem stored as stereo, L = R) make the Gram matrix singular, where museval
 falls back to ``numpy.linalg.lstsq``: they are left out of the system instead, which spans the same subspace
 and so gives the same projections (a least-squares fallback remains for other singular cases). Frame
-projections are computed in the frequency domain, batched over frames, with energies by Parseval.
+projections are computed in the frequency domain, batched over frames, with energies by Parseval. In v4 with
+frames that tile the signal (``hop == win``, the MUSDB setting) each frame is transformed once and its
+spectrum is kept (up to ``_SPECTRA_BYTES``; about 1 GB for a 3-min 4-source stereo track at 44.1 kHz): the
+whole-signal correlations are then sums over frames of the per-bin products of those spectra, plus the
+products that straddle frame boundaries, and the projections and energies are computed a batch of bins at a
+time over all frames.
 
 Ill-posed inputs: where the Gram matrix is numerically rank-deficient without being exactly singular
 (stationary sums of a few sines in v4) or where an estimate lies exactly in the span of the references
@@ -44,7 +49,7 @@ does empty input or a NaN/±inf sample (museval would return NaN in every frame 
 from __future__ import annotations
 
 import itertools
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +64,9 @@ _EPS = float(np.finfo(np.float64).eps)  # museval adds eps * I to the Gram matri
 # Bytes of one intermediate tensor (a batch of frame or block spectra). On CPU small batches are faster: the
 # allocator hands out fresh pages for large tensors and page-faulting them costs more than the arithmetic.
 _CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+# Bytes of one (bins, frames, channels) complex tensor in the tiled path's loops over batches of bins
+_BINS_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+_SPECTRA_BYTES = 2 * 2**30  # at most this many bytes of frame spectra are kept (v4, frames tiling the signal)
 _SOLVE_BUDGET = 1024 * 2**20  # bytes of Gram matrices per batch of v3 frames
 _CHOLESKY_RTOL = 1e-12  # smallest Cholesky pivot^2 / largest diagonal entry of G accepted as regular
 _PROPORTIONAL_TOL = 1e-12  # 1 - rho^2 below which two reference channels count as proportional (L = R)
@@ -121,8 +129,7 @@ def bsseval(
     ref, est = _prepare(references, estimates, padding, device)
     nsrc, nchan, nsampl = ref.shape
     # museval's silence rule works on the sum over channels
-    ref_active = ref.sum(dim=1) != 0  # (S, T)
-    est_active = est.sum(dim=1) != 0
+    ref_active, est_active = _active(ref), _active(est)  # (S, T)
     _check_not_silent(ref_active, "reference")
     _check_not_silent(est_active, "estimated")
 
@@ -152,7 +159,11 @@ def bsseval(
     # frames per batch: keep each (bins, pairs, channels, frames) complex tensor within _CHUNK_BYTES
     frames_per_batch = max(1, _chunk_bytes(ref.device) // (16 * (nfft // 2 + 1) * nchan * max(nsrc, npairs)))
     ws = _Workspace()
-    if mode == "v4":
+    spectra_bytes = 16 * (nfft // 2 + 1) * 2 * nsrc * nchan * nwin
+    if mode == "v4" and hop == win and (win >= filter_len or nwin == 1) and spectra_bytes <= _SPECTRA_BYTES:
+        res = _v4_tiled(ref, est, win, nwin, filter_len, nfft, pairs_t, pairs_e, bsseval_sources)
+        out[:, :, active] = res[:, :, active]
+    elif mode == "v4":
         h_all, h_j = _fit_filters(ref, est, filter_len)
         hf_all, hf_j = _filter_spectra(h_all, h_j[pairs_t, pairs_e], nfft)
         for idx in _chunks(active, frames_per_batch):
@@ -208,8 +219,8 @@ def _prepare(
         raise ValueError(
             f"expected (sources, channels, samples), got {tuple(ref.shape)} and {tuple(est.shape)}"
         )
-    check_audio(ref, "references", _AXES)
-    check_audio(est, "estimates", _AXES)
+    _check_finite(ref, "references")
+    _check_finite(est, "estimates")
     if padding and est.shape[-1] != ref.shape[-1]:
         nsampl = ref.shape[-1]
         est = (
@@ -222,6 +233,24 @@ def _prepare(
     if ref.numel() == 0:
         raise ValueError(f"empty input of shape {tuple(ref.shape)}")
     return ref, est
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    """:func:`check_audio` (empty or NaN/±inf input -> ``ValueError``), with a one-pass fast path: a NaN or ±inf
+    sample makes the sum non-finite, so the elementwise test (several passes over a whole track) only runs when
+    the sum is not finite (or overflows)."""
+    if x.numel() == 0 or not bool(torch.isfinite(x.sum())):
+        check_audio(x, name, _AXES)
+
+
+def _active(x: torch.Tensor) -> torch.Tensor:
+    """``(S, C, T)`` -> ``(S, T)``: the sum over channels is not zero. In pieces: the ``(S, T)`` sum of a whole
+    track in one go is a fresh allocation whose page faults cost more than the additions."""
+    out = torch.empty(x.shape[0], x.shape[-1], dtype=torch.bool, device=x.device)
+    step = max(1, _chunk_bytes(x.device) // (8 * x.shape[0]))
+    for t0 in range(0, x.shape[-1], step):
+        torch.ne(x[..., t0 : t0 + step].sum(dim=1), 0, out=out[:, t0 : t0 + step])
+    return out
 
 
 def _check_not_silent(active: torch.Tensor, what: str) -> None:
@@ -237,6 +266,10 @@ def _check_not_silent(active: torch.Tensor, what: str) -> None:
 
 def _chunk_bytes(device: torch.device) -> int:
     return _CHUNK_BYTES.get(device.type, _CHUNK_BYTES["cuda"])
+
+
+def _bins_bytes(device: torch.device) -> int:
+    return _BINS_BYTES.get(device.type, _BINS_BYTES["cuda"])
 
 
 def _take_frames(frames: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -287,29 +320,42 @@ def _lagged_xcorr(x: torch.Tensor, extra: torch.Tensor, nlags: int) -> torch.Ten
             seg = sig[..., lo:hi]
             if hi - lo < nb * block:  # the partial last block: zero-pad this piece only
                 seg = torch.nn.functional.pad(seg, (0, nb * block - (hi - lo)))
-            spec[:, :, ch].copy_(torch.fft.rfft(seg.unflatten(-1, (nb, block)), n=nfft).movedim(-1, 1))
+            seg_spec = _rfft_padded(seg.unflatten(-1, (nb, block)), nfft, ws, "seg")
+            spec[:, :, ch].copy_(seg_spec.movedim(-1, 1))
         spec = spec.view(nbatch * nbins, nch, nb)
         acc.baddbmm_(spec, spec[:, :nq].mH)  # sum over blocks of Z_p conj(X_q), per bin: (B*K, M, Q)
     acc = acc.view(*batch, nbins, nch, nq)
     r: torch.Tensor = torch.fft.irfft(acc.movedim(-3, -1), n=nfft)[..., :nlags]
     if nblocks > 1 and nlags > 1:
-        # pairs (t, t + k) with t before a boundary at s and t + k at or after it:
-        # sum_v before[v] * after[v + k - (L - 1)], before = x[s - L + 1 : s], after = z[s : s + L - 1]
-        starts = torch.arange(1, nblocks, device=x.device) * block
-        offs = torch.arange(nlags - 1, device=x.device)
-        idx = starts[:, None] + offs  # (nbound, L - 1)
-        before = x[..., idx - (nlags - 1)]  # (..., Q, nbound, L - 1)
-        inside = idx < nsampl  # the last block may be shorter than L - 1
-        idx = idx.clamp(max=nsampl - 1)
-        after = torch.cat([x[..., idx], extra[..., idx]], dim=-3) * inside  # (..., M, nbound, L - 1)
-        n2 = next_fast_len(2 * nlags - 2)
-        fa = torch.fft.rfft(after, n=n2).movedim(-1, -3)  # (..., K2, M, nbound)
-        fb = torch.fft.rfft(before, n=n2).movedim(-1, -3)
-        # c[m] = sum_v after[v + m] before[v]
-        c = torch.fft.irfft(torch.matmul(fa, fb.mH).movedim(-3, -1), n=n2)
-        lags = (torch.arange(nlags, device=x.device) - (nlags - 1)) % n2
-        r = r + c[..., lags]
+        r = r + _boundary_xcorr(x, extra, torch.arange(1, nblocks, device=x.device) * block, nlags)
     return r
+
+
+def _boundary_xcorr(x: torch.Tensor, extra: torch.Tensor, starts: torch.Tensor, nlags: int) -> torch.Tensor:
+    """The part of :func:`_lagged_xcorr` that straddles block boundaries: the products ``z[t + k] * x[t]`` with
+    ``t`` before a boundary ``s`` (in ``starts``, ``>= nlags - 1``) and ``t + k`` at or after it. Blocks must be
+    at least ``nlags - 1`` samples long (all but the last), so that no pair straddles two boundaries.
+
+    Returns:
+        ``(..., Q + E, Q, nlags)``.
+    """
+    nsampl = x.shape[-1]
+    # sum_v before[v] * after[v + k - (L - 1)], before = x[s - L + 1 : s], after = z[s : s + L - 1]
+    offs = torch.arange(nlags - 1, device=x.device)
+    idx = starts[:, None] + offs  # (nbound, L - 1)
+    before = x[..., idx - (nlags - 1)]  # (..., Q, nbound, L - 1)
+    inside = idx < nsampl  # the last block may be shorter than L - 1
+    idx = idx.clamp(max=nsampl - 1)
+    after = torch.cat([x[..., idx], extra[..., idx]], dim=-3) * inside  # (..., M, nbound, L - 1)
+    n2 = next_fast_len(2 * nlags - 2)
+    # contiguous operands with the conjugate resolved: a strided/conjugate-view batched matmul falls off
+    # the BLAS path on CPU and was the slowest step of the whole evaluation (same values either way)
+    fa = torch.fft.rfft(after, n=n2).movedim(-1, -3).contiguous()  # (..., K2, M, nbound)
+    fb = torch.fft.rfft(before, n=n2).movedim(-1, -3).conj().transpose(-1, -2).contiguous()
+    # c[m] = sum_v after[v + m] before[v]
+    c: torch.Tensor = torch.fft.irfft(torch.matmul(fa, fb).movedim(-3, -1), n=n2)
+    lags = (torch.arange(nlags, device=x.device) - (nlags - 1)) % n2
+    return c[..., lags]
 
 
 def _block_toeplitz(r: torch.Tensor, nlags: int) -> torch.Tensor:
@@ -332,32 +378,39 @@ def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 
     Cholesky where ``G`` is clearly positive definite (same solution as museval's LU to rounding, twice as
     fast); otherwise LU as museval, and least squares (museval's ``lstsq`` fallback) where LU finds ``G``
-    exactly singular, e.g. a mono stem stored as stereo (L = R).
+    exactly singular, e.g. a mono stem stored as stereo (L = R). ``g`` is modified during the call and
+    restored.
     """
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    ge = g + _EPS * eye
-    chol, info = torch.linalg.cholesky_ex(ge)
-    pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
-    scale = torch.diagonal(g, dim1=-2, dim2=-1).amax(dim=-1)
-    # a pivot near rounding level means G is (numerically) singular: leave those to LU/lstsq as museval
-    ok = (info == 0) & (pivots.amin(dim=-1) > _CHOLESKY_RTOL * scale)
-    # two triangular solves (faster than cholesky_solve here)
-    x: torch.Tensor = torch.linalg.solve_triangular(chol, d, upper=False)
-    x = torch.linalg.solve_triangular(chol.mT, x, upper=True)
-    if bool(ok.all()):
+    diag = torch.diagonal(g, dim1=-2, dim2=-1)
+    g_diag = diag.clone()
+    diag.add_(_EPS)  # G + eps I in place (a copy of G costs more than the additions), restored below
+    try:
+        chol, info = torch.linalg.cholesky_ex(g)
+        pivots = torch.diagonal(chol, dim1=-2, dim2=-1).square()
+        # a pivot near rounding level means G is (numerically) singular: leave those to LU/lstsq as museval
+        ok = (info == 0) & (pivots.amin(dim=-1) > _CHOLESKY_RTOL * g_diag.amax(dim=-1))
+        # two triangular solves (faster than cholesky_solve here)
+        x: torch.Tensor = torch.linalg.solve_triangular(chol, d, upper=False)
+        x = torch.linalg.solve_triangular(chol.mT, x, upper=True)
+        del chol
+        if bool(ok.all()):
+            return x
+        bad = ~ok
+        ge = g[bad]  # G + eps I
+        xb, info = torch.linalg.solve_ex(ge, d[bad])
+        singular = info != 0
+        if bool(singular.any()):
+            gs, ds = ge[singular], d[bad][singular]
+            gs.diagonal(dim1=-2, dim2=-1).copy_(g_diag[bad][singular])  # G itself, as museval's lstsq
+            rcond = _EPS * g.shape[-1]  # numpy.linalg.lstsq's default cut-off (gelsd)
+            if g.device.type == "cpu":
+                xb[singular] = torch.linalg.lstsq(gs, ds, rcond=rcond, driver="gelsd").solution
+            else:  # CUDA lstsq only has 'gels' (full rank): use the pseudo-inverse of the symmetric Gram matrix
+                xb[singular] = torch.linalg.pinv(gs, rtol=rcond, hermitian=True) @ ds
+        x[bad] = xb
         return x
-    bad = ~ok
-    xb, info = torch.linalg.solve_ex(ge[bad], d[bad])
-    singular = info != 0
-    if bool(singular.any()):
-        gs, ds = g[bad][singular], d[bad][singular]
-        rcond = _EPS * g.shape[-1]  # numpy.linalg.lstsq's default cut-off (gelsd)
-        if g.device.type == "cpu":
-            xb[singular] = torch.linalg.lstsq(gs, ds, rcond=rcond, driver="gelsd").solution
-        else:  # CUDA lstsq only has 'gels' (full rank): use the pseudo-inverse of the symmetric Gram matrix
-            xb[singular] = torch.linalg.pinv(gs, rtol=rcond, hermitian=True) @ ds
-    x[bad] = xb
-    return x
+    finally:
+        diag.copy_(g_diag)
 
 
 def _independent_channels(c0: torch.Tensor) -> torch.Tensor:
@@ -397,10 +450,15 @@ def _fit_filters(ref: torch.Tensor, est: torch.Tensor, filter_len: int) -> tuple
         ``h_j``: ``(..., S_true, S_est, C_out, C_in, L)``, those projecting each estimate on each single
         reference.
     """
-    *batch, nsrc, nchan, nsampl = ref.shape
-    nlen = filter_len
-    npch = nsrc * nchan
-    r = _lagged_xcorr(ref.flatten(-3, -2), est.flatten(-3, -2), nlen)  # (..., 2PC, PC, L)
+    nsrc, nchan = ref.shape[-3:-1]
+    r = _lagged_xcorr(ref.flatten(-3, -2), est.flatten(-3, -2), filter_len)  # (..., 2PC, PC, L)
+    return _filters_from_xcorr(r, nsrc, nchan)
+
+
+def _filters_from_xcorr(r: torch.Tensor, nsrc: int, nchan: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_fit_filters` from the lagged correlations ``r`` ``(..., 2*S*C, S*C, L)`` of the reference
+    channels then the estimate channels with the reference channels (:func:`_lagged_xcorr`)."""
+    *batch, _, npch, nlen = r.shape
     g = _block_toeplitz(r[..., :npch, :, :], nlen)  # (..., PC*L, PC*L)
     # D[(i, ci, k), (j, c)] = <ref_{i,ci} delayed by k, est_{j,c}> = r[est (j,c), ref (i,ci), k]
     d = r[..., npch:, :, :].permute(*range(len(batch)), -2, -1, -3).reshape(*batch, npch * nlen, npch)
@@ -409,13 +467,14 @@ def _fit_filters(ref: torch.Tensor, est: torch.Tensor, filter_len: int) -> tuple
     # projection, much more slowly)
     c0 = r[..., :npch, :, 0]  # zero-lag Gram matrix of the reference channels
     keep = _independent_channels(c0)  # (..., PC)
-    h_all = _solve_masked(g, d, keep, nlen)  # rows (i, ci, k), columns (j, c)
-    nb = len(batch)
-    h_all = h_all.reshape(*batch, npch, nlen, nsrc, nchan)  # (..., S*C_in, L, S_est, C_out)
-    h_all = h_all.permute(*range(nb), nb + 2, nb + 3, nb, nb + 1)  # (..., S_est, C_out, S*C_in, L)
     # per-source systems: diagonal blocks of G, rows of D of that source (all estimates as right-hand sides)
     sub = nchan * nlen
     gj = torch.stack([g[..., j * sub : (j + 1) * sub, j * sub : (j + 1) * sub] for j in range(nsrc)], dim=-3)
+    h_all = _solve_masked(g, d, keep, nlen)  # rows (i, ci, k), columns (j, c)
+    del g
+    nb = len(batch)
+    h_all = h_all.reshape(*batch, npch, nlen, nsrc, nchan)  # (..., S*C_in, L, S_est, C_out)
+    h_all = h_all.permute(*range(nb), nb + 2, nb + 3, nb, nb + 1)  # (..., S_est, C_out, S*C_in, L)
     dj = d.unflatten(-2, (nsrc, sub))  # (..., S_true, C*L, S*C)
     c0j = torch.stack(
         [c0[..., j * nchan : (j + 1) * nchan, j * nchan : (j + 1) * nchan] for j in range(nsrc)], -3
@@ -444,6 +503,18 @@ def _parseval_weights(nfft: int, device: torch.device) -> torch.Tensor:
     if nfft % 2 == 0:
         w[-1] = 1.0 / nfft
     return w
+
+
+def _rfft_padded(x: torch.Tensor, nfft: int, ws: _Workspace, name: str) -> torch.Tensor:
+    """``torch.fft.rfft(x, n=nfft)`` for ``x`` ``(..., n)``, ``n <= nfft``, with the zero-padded input in the
+    reused buffer ``name``: only the padding is zeroed, where ``n=nfft`` fills a whole new tensor before copying
+    ``x`` into it. (``out=`` is not used: it computes into a temporary and copies.)"""
+    n = x.shape[-1]
+    buf = ws(name, (*x.shape[:-1], nfft), x)
+    buf[..., n:].zero_()
+    buf[..., :n].copy_(x)
+    out: torch.Tensor = torch.fft.rfft(buf)
+    return out
 
 
 class _Workspace:
@@ -487,66 +558,195 @@ def _frame_metrics(
         ``(4, Q, F)`` dB values (sdr, isr, sir, sar) for each (true, estimate) pair.
     """
     nframes, nsrc, nchan, _ = ref.shape
+    shape = (nfft // 2 + 1, nframes, nsrc, nchan)
+    cplx = hf_all
+    # frequency-major spectra: the per-bin channel mixing is then one batched matmul
+    xk = ws("xk", shape, cplx).copy_(_rfft_padded(ref, nfft, ws, "x").permute(3, 0, 1, 2))
+    ek = ws("ek", shape, cplx).copy_(_rfft_padded(est, nfft, ws, "x").permute(3, 0, 1, 2))
+    w = _parseval_weights(nfft, ref.device)
+    energies = _spectral_energies(xk, ek, hf_all, hf_j, w, pairs_t, pairs_e, bsseval_sources, ws)
+    sdr_energies = None if bsseval_sources else _sdr_energies(ref, est, pairs_t, pairs_e, ws)
+    return _to_db(energies, sdr_energies)
+
+
+def _spectral_energies(
+    xk: torch.Tensor,
+    ek: torch.Tensor,
+    hf_all: torch.Tensor,
+    hf_j: torch.Tensor,
+    w: torch.Tensor,
+    pairs_t: torch.Tensor,
+    pairs_e: torch.Tensor,
+    bsseval_sources: bool,
+    ws: _Workspace,
+) -> torch.Tensor:
+    """Energies of the projections and error terms of frames, from their spectra, over the bins given.
+
+    Args:
+        xk, ek: ``(K, F, S, C)`` spectra of the reference and estimate frames (``rfft``, ``n=nfft``; any ``K``
+            consecutive bins of them).
+        hf_all, hf_j: the filter spectra of those bins, as in :func:`_frame_metrics`.
+        w: ``(K,)`` Parseval weights of those bins (:func:`_parseval_weights`).
+
+    Returns:
+        ``(5, Q, F)``: ``|P_j|^2``, ``|P_all|^2``, ``|e_interf|^2``, ``|e_artif|^2`` and ``|e_spat|^2`` (or
+        ``|s_hat - P_j|^2`` with ``bsseval_sources``), summed over channels and the bins given.
+    """
+    nbins, nframes, nsrc, nchan = xk.shape
     npairs = pairs_t.numel()
-    nbins = nfft // 2 + 1
     identity = npairs == nsrc  # pairs (j, j): no gathers needed
     cplx = hf_all
 
-    def energy(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # (K, Q, C, F) -> (Q, F)
+    def energy(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # (K, F, Q, C) -> (Q, F)
         zr = torch.view_as_real(z).reshape(nbins, -1)
         sq = zr.mul_(zr) if inplace else torch.mul(zr, zr, out=ws("sq", zr.shape, zr))
-        return sq.sum(0).view(npairs, nchan, nframes, 2).sum(dim=(1, 3))
+        # weighted sum over bins as one matrix-vector product (BLAS), then over channels and re/im
+        return (w @ sq).view(nframes, npairs, nchan * 2).sum(dim=-1).T
 
     def diff_energy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return energy(torch.sub(a, b, out=ws("diff", a.shape, cplx)), inplace=True)
 
-    # frequency-major spectra scaled by sqrt(Parseval weights): energies are then plain sums of |.|^2,
-    # and the per-bin channel mixing is one batched matmul
-    sqrt_w = _parseval_weights(nfft, ref.device).sqrt()[:, None, None, None]
-    shape = (nbins, nsrc, nchan, nframes)
-    xk = torch.mul(torch.fft.rfft(ref, n=nfft).permute(3, 1, 2, 0), sqrt_w, out=ws("xk", shape, cplx))
-    ek = torch.mul(torch.fft.rfft(est, n=nfft).permute(3, 1, 2, 0), sqrt_w, out=ws("ek", shape, cplx))
-    xt = xk if identity else xk[:, pairs_t]  # (K, Q, C_in, F): s of each pair
-    ek = ek if identity else ek[:, pairs_e]  # (K, Q, C, F)
+    xt = xk if identity else xk[:, :, pairs_t]  # (K, F, Q, C_in): s of each pair
+    ek = ek if identity else ek[:, :, pairs_e]  # (K, F, Q, C)
+    x_flat = xk.reshape(nbins, nframes, nsrc * nchan)
     if hf_all.ndim == 4:  # per-frame filters (v3)
-        p_all = torch.matmul(hf_all, xk.flatten(1, 2).movedim(-1, 1)[..., None])[..., 0]  # (K, F, S_e*C)
-        p_all = p_all.movedim(1, -1).unflatten(1, (nsrc, nchan)).contiguous()
-        hf_j = hf_j.movedim(1, -1)  # (K, Q, C_out, C_in, F)
-        terms = (hf_j[..., ci, :] * xt[:, :, None, ci, :] for ci in range(nchan))
-        p_j = cast(torch.Tensor, sum(terms)).contiguous()  # sum()'s int start stays in its static type
-    else:
-        p_all = ws("p_all", (nbins, nsrc * nchan, nframes), cplx)
-        p_all = torch.matmul(hf_all, xk.view(nbins, nsrc * nchan, nframes), out=p_all).view(shape)
-        p_j = torch.mul(hf_j[..., 0, None], xt[:, :, None, 0, :], out=ws("p_j", xt.shape, cplx))
+        p_all = torch.matmul(hf_all, x_flat[..., None])[..., 0]  # (K, F, S_e*C)
+        p_j = ws("p_j", xt.shape, cplx).copy_(hf_j[..., 0] * xt[..., None, 0])  # (K, F, Q, C_out)
         for ci in range(1, nchan):
-            p_j.addcmul_(hf_j[..., ci, None], xt[:, :, None, ci, :])  # (K, Q, C_out, F)
-    p_all = p_all if identity else p_all[:, pairs_e]  # (K, Q, C, F)
-
-    if bsseval_sources:
-        e_pj = energy(p_j)
-        num_den = [
-            (e_pj, diff_energy(ek, p_j)),
-            None,
-            (e_pj, diff_energy(p_all, p_j)),
-            (energy(p_all), diff_energy(ek, p_all)),
-        ]
+            p_j.addcmul_(hf_j[..., ci], xt[..., None, ci])
     else:
-        # SDR in the time domain: |s|^2 / |s_hat - s|^2
-        s_energy = torch.linalg.vecdot(ref, ref).sum(-1)[:, pairs_t].T  # (Q, F)
-        err = torch.sub(
-            est[:, pairs_e], ref[:, pairs_t], out=ws("err", (nframes, npairs, *ref.shape[2:]), ref)
-        )
-        num_den = [
-            (s_energy, torch.linalg.vecdot(err, err).sum(-1).T),
-            (s_energy, diff_energy(p_j, xt)),
-            (energy(p_j), diff_energy(p_all, p_j)),
-            (energy(p_all), diff_energy(ek, p_all)),
+        p_all = ws("p_all", (nbins, nframes, nsrc * nchan), cplx)
+        p_all = torch.matmul(x_flat, hf_all.mT, out=p_all)  # (K, F, S_e*C)
+        hf = hf_j[:, None]  # (K, 1, Q, C_out, C_in)
+        p_j = torch.mul(hf[..., 0], xt[..., None, 0], out=ws("p_j", xt.shape, cplx))
+        for ci in range(1, nchan):
+            p_j.addcmul_(hf[..., ci], xt[..., None, ci])  # (K, F, Q, C_out)
+    p_all = p_all.view(nbins, nframes, nsrc, nchan)
+    p_all = p_all if identity else p_all[:, :, pairs_e]  # (K, F, Q, C)
+    return torch.stack(
+        [
+            energy(p_j),
+            energy(p_all),
+            diff_energy(p_all, p_j),
+            diff_energy(ek, p_all),
+            diff_energy(ek, p_j) if bsseval_sources else diff_energy(p_j, xt),
         ]
-    out = torch.full((4, npairs, nframes), float("nan"), dtype=torch.float64, device=ref.device)
-    for m, nd in enumerate(num_den):
-        if nd is not None:
-            out[m] = _safe_db(*nd)
+    )
+
+
+def _sdr_energies(
+    ref: torch.Tensor, est: torch.Tensor, pairs_t: torch.Tensor, pairs_e: torch.Tensor, ws: _Workspace
+) -> torch.Tensor:
+    """``(2, Q, F)``: ``|s|^2`` and ``|s_hat - s|^2`` of the ``(F, S, C, n)`` frames, in the time domain (SDR of
+    the image variant)."""
+    identity = pairs_t.numel() == ref.shape[1]
+    est_q, ref_q = (est, ref) if identity else (est[:, pairs_e], ref[:, pairs_t])  # no copies for (j, j)
+    err = torch.sub(est_q, ref_q, out=ws("err", est_q.shape, ref))
+    # norms (one pass, any strides; a batched dot product copies strided operands first), squared
+    s_energy = torch.linalg.vector_norm(ref, dim=(-2, -1)).square()[:, pairs_t].T
+    return torch.stack([s_energy, torch.linalg.vector_norm(err, dim=(-2, -1)).square().T])
+
+
+def _to_db(energies: torch.Tensor, sdr_energies: torch.Tensor | None) -> torch.Tensor:
+    """``(4, Q, F)`` sdr, isr, sir, sar in dB from :func:`_spectral_energies` and (images) :func:`_sdr_energies`
+    (``None``: the ``bss_eval_sources`` variant, ISR NaN)."""
+    e_pj, e_pall, e_interf, e_artif, e_last = energies.unbind(0)
+    out = torch.full((4, *e_pj.shape), float("nan"), dtype=torch.float64, device=energies.device)
+    if sdr_energies is None:
+        out[0] = _safe_db(e_pj, e_last)
+    else:
+        out[0] = _safe_db(sdr_energies[0], sdr_energies[1])
+        out[1] = _safe_db(sdr_energies[0], e_last)
+    out[2] = _safe_db(e_pj, e_interf)
+    out[3] = _safe_db(e_pall, e_artif)
     return out
+
+
+def _v4_tiled(
+    ref: torch.Tensor,
+    est: torch.Tensor,
+    win: int,
+    nwin: int,
+    filter_len: int,
+    nfft: int,
+    pairs_t: torch.Tensor,
+    pairs_e: torch.Tensor,
+    bsseval_sources: bool,
+) -> torch.Tensor:
+    """v4 metrics of every frame when the frames tile the signal (``hop == win``): each frame is transformed
+    once, and its spectrum serves both the whole-signal correlations that fit the filters and the frame's
+    projections (the general path transforms every sample twice, with different block lengths).
+
+    Args:
+        ref, est: ``(S, C, T)``; frame ``t`` is ``[t * win, (t + 1) * win)``, ``nwin * win <= T``.
+        nfft: ``>= win + filter_len - 1``.
+
+    Returns:
+        ``(4, Q, nwin)`` dB (silent frames included: the caller masks them).
+    """
+    nsrc, nchan, nsampl = ref.shape
+    npch, nlen, nbins = nsrc * nchan, filter_len, nfft // 2 + 1
+    x, e = ref.reshape(npch, nsampl), est.reshape(npch, nsampl)
+    ref_frames = ref[..., : nwin * win].unflatten(-1, (nwin, win)).permute(2, 0, 1, 3)  # (nwin, S, C, win)
+    est_frames = est[..., : nwin * win].unflatten(-1, (nwin, win)).permute(2, 0, 1, 3)
+    ws = _Workspace()
+
+    # 1. spectra of all frames, frequency-major: (K, frame, reference channels then estimate channels)
+    spec = torch.empty((nbins, nwin, 2 * npch), dtype=torch.complex128, device=ref.device)
+    # frames per FFT batch: ~4 at 44.1 kHz on CPU, where the scattered writes into spec cost twice as much
+    # with 2 frames (shorter contiguous runs) and larger batches no longer fit the allocator's cached blocks
+    step = max(1, 3 * _chunk_bytes(ref.device) // (2 * 8 * nfft * 2 * npch))
+    sdr_energies = None
+    if not bsseval_sources:
+        sdr_energies = torch.empty(2, pairs_t.numel(), nwin, dtype=torch.float64, device=ref.device)
+    for f0 in range(0, nwin, step):
+        f1 = min(f0 + step, nwin)
+        buf = ws("frames", (f1 - f0, 2, nsrc, nchan, nfft), ref)
+        buf[..., win:].zero_()
+        buf[:, 0, ..., :win].copy_(ref_frames[f0:f1])
+        buf[:, 1, ..., :win].copy_(est_frames[f0:f1])
+        spec[:, f0:f1].copy_(torch.fft.rfft(buf.flatten(1, 3)).permute(2, 0, 1))
+        if sdr_energies is not None:
+            sdr_energies[:, :, f0:f1] = _sdr_energies(buf[:, 0], buf[:, 1], pairs_t, pairs_e, ws)
+
+    # 2. whole-signal correlations (as _lagged_xcorr): within frames from their spectra, then the samples
+    # after the last frame and the products that straddle frame boundaries
+    kb = max(1, _bins_bytes(ref.device) // (16 * 2 * npch * nwin))  # bins per batch
+    acc_h = torch.empty(nbins, npch, 2 * npch, dtype=torch.complex128, device=ref.device)
+    for k0 in range(0, nbins, kb):
+        z = spec[k0 : k0 + kb]  # (kb, nwin, M)
+        xh = z[..., :npch].mH.contiguous()  # BLAS operands (a conjugate view would be copied anyway)
+        torch.bmm(xh, z, out=acc_h[k0 : k0 + kb])  # [q, p]: sum over frames of Z_p conj(X_q)
+    r = torch.fft.irfft(acc_h.permute(2, 1, 0), n=nfft)[..., :nlen]  # (M, PC, L)
+    del acc_h
+    tail = nsampl - nwin * win
+    if tail:
+        r += _lagged_xcorr(x[:, nwin * win :], e[:, nwin * win :], nlen)
+    nbound = nwin - 1 + (tail > 0)
+    if nbound and nlen > 1:
+        r += _boundary_xcorr(x, e, torch.arange(1, nbound + 1, device=ref.device) * win, nlen)
+
+    # 3. filters, and the energies of every frame, a batch of bins at a time
+    h_all, h_j = _filters_from_xcorr(r, nsrc, nchan)
+    hf_all, hf_j = _filter_spectra(h_all, h_j[pairs_t, pairs_e], nfft)
+    w = _parseval_weights(nfft, ref.device)
+    kb = max(1, _bins_bytes(ref.device) // (16 * npch * nwin))
+    energies = torch.zeros(5, pairs_t.numel(), nwin, dtype=torch.float64, device=ref.device)
+    for k0 in range(0, nbins, kb):
+        z = spec[k0 : k0 + kb].unflatten(-1, (2, nsrc, nchan))  # (kb, nwin, 2, S, C)
+        k1 = k0 + z.shape[0]
+        energies += _spectral_energies(
+            z[:, :, 0],
+            z[:, :, 1],
+            hf_all[k0:k1],
+            hf_j[k0:k1],
+            w[k0:k1],
+            pairs_t,
+            pairs_e,
+            bsseval_sources,
+            ws,
+        )
+    return _to_db(energies, sdr_energies)
 
 
 def _safe_db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
