@@ -36,21 +36,11 @@ def test_blstm_rejects_wrong_input_size():
 
 
 @pytest.mark.gpu
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu(cuda_matches_cpu):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     torch.manual_seed(0)
     net = BLSTM(num_bins=33, audio_channels=2, outputs_per_bin=2, hidden_size=16, num_layers=2).double()
     torch.nn.init.normal_(net.out.weight, std=0.1)  # the output layer starts at zero
     x = torch.randn(3, 2, 33, 20, dtype=torch.float64)
-    cpu_out = net(x)
-    cpu_out.square().mean().backward()
-    cpu_grads = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad()
-    gpu_net = net.cuda()
-    gpu_out = gpu_net(x.cuda())
-    gpu_out.square().mean().backward()
-    assert gpu_out.is_cuda
-    torch.testing.assert_close(gpu_out.cpu(), cpu_out, rtol=1e-9, atol=1e-10)
-    for p, expected in zip(gpu_net.parameters(), cpu_grads, strict=True):
-        torch.testing.assert_close(p.grad.cpu(), expected, rtol=1e-7, atol=1e-10)
+    cuda_matches_cpu(net, x, atol=1e-10)

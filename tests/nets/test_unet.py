@@ -35,21 +35,11 @@ def test_unet_rejects_bad_settings(kwargs):
 
 
 @pytest.mark.gpu
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu(cuda_matches_cpu):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     torch.manual_seed(0)
     # float64: cuDNN's TF32 convolutions would otherwise blur the comparison to ~1e-3.
     net = UNet(in_channels=2, out_channels=8, depth=4, base_channels=4, dropout=0.0).double()
     x = torch.rand(2, 2, 100, 37, dtype=torch.float64)
-    cpu_out = net(x)
-    cpu_out.square().mean().backward()
-    cpu_grads = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad()
-    gpu_net = net.cuda()
-    gpu_out = gpu_net(x.cuda())
-    gpu_out.square().mean().backward()
-    assert gpu_out.is_cuda
-    torch.testing.assert_close(gpu_out.cpu(), cpu_out, rtol=1e-9, atol=1e-9)
-    for p, expected in zip(gpu_net.parameters(), cpu_grads, strict=True):
-        torch.testing.assert_close(p.grad.cpu(), expected, rtol=1e-7, atol=1e-9)
+    cuda_matches_cpu(net, x, atol=1e-9)

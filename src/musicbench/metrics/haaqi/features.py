@@ -288,6 +288,17 @@ def _bm_covary_numba(
     )
 
 
+def _sync_weights(
+    nchan: int, order: Sequence[int], cutoff: Sequence[float], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``(len(order), nchan)`` IHC synchronisation weights of ``ave_covary2``: low-pass responses of the
+    given orders and cutoffs (Hz) at the band centre frequencies."""
+    cf = center_frequency(nchan)
+    order_a = np.asarray(order, dtype=float)[:, None]
+    fc2p = np.asarray(cutoff, dtype=float)[:, None] ** (2 * order_a)
+    return torch.as_tensor(np.sqrt(fc2p / (fc2p + cf[None, :] ** (2 * order_a))), dtype=dtype, device=device)
+
+
 def ave_covary2(
     signal_cross_covariance: torch.Tensor,
     reference_mean_square: torch.Tensor,
@@ -299,10 +310,7 @@ def ave_covary2(
     threshold of ``(nchan, nseg)`` covariances / mean squares."""
     nchan = signal_cross_covariance.shape[0]
     dt, dev = signal_cross_covariance.dtype, signal_cross_covariance.device
-    cf = center_frequency(nchan)
-    order = np.asarray(lp_filter_order, dtype=float)[:, None]
-    fc2p = np.asarray(freq_cutoff, dtype=float)[:, None] ** (2 * order)
-    fsync = torch.as_tensor(np.sqrt(fc2p / (fc2p + cf[None, :] ** (2 * order))), dtype=dt, device=dev)
+    fsync = _sync_weights(nchan, lp_filter_order, freq_cutoff, dt, dev)
     signal_rms = torch.sqrt(reference_mean_square)
     index = _above_threshold(signal_rms, threshold_db)
     if index.numel() <= 1:
@@ -400,10 +408,7 @@ def ave_covary2_batch(
     squares with ``segments`` ``(B,)`` valid columns (0 where at most one segment is above threshold)."""
     nchan = signal_cross_covariance.shape[1]
     dt, dev = signal_cross_covariance.dtype, signal_cross_covariance.device
-    cf = center_frequency(nchan)
-    order = np.asarray(lp_filter_order, dtype=float)[:, None]
-    fc2p = np.asarray(freq_cutoff, dtype=float)[:, None] ** (2 * order)
-    fsync = torch.as_tensor(np.sqrt(fc2p / (fc2p + cf[None, :] ** (2 * order))), dtype=dt, device=dev)
+    fsync = _sync_weights(nchan, lp_filter_order, freq_cutoff, dt, dev)
     signal_rms = torch.sqrt(reference_mean_square)
     sel = _above_threshold_batch(signal_rms, segments, threshold_db)  # (B, M)
     weight = ((signal_rms > threshold_db) & sel[:, None, :]).to(dt)  # (B, nchan, M)
