@@ -27,6 +27,7 @@ from musicbench.hearing.nalr import apply_nalr, nalr_fir
 from musicbench.metrics.haaqi.dsp import shift_rows, xcorr, xcorr_argmax_cpu
 from musicbench.metrics.haaqi.ear import (
     HAAQI_AUDIOGRAM_FREQUENCIES,
+    NFIR_NALR,
     SAMPLE_RATE,
     SMALL,
     LossParameters,
@@ -39,11 +40,10 @@ from musicbench.metrics.haaqi.ear import (
     loss_parameters,
     middle_ear_filters,
     resample_24khz,
+    threshold_noise_gain,
 )
 from musicbench.metrics.haaqi.noise import stream_keys
 
-NFIR_NALR = 140  # taps - 1 of the NAL-R filter at 24 kHz
-IHC_THRESHOLD_DB = -10.0  # additive noise level, dB re: auditory threshold
 CHUNK_BYTES = 3 << 29  # 1.5 GB: working memory of one band chunk (see the module docstring)
 ENV_SEGMENT_MS = 8.0  # env_smooth segments of HAAQI
 ENVELOPE_LAGS = 2400  # envelope_align's +/- 100 ms at 24 kHz
@@ -332,7 +332,7 @@ def cochlea_batch(
     c = ihc_constants(2.0, SAMPLE_RATE)
     ihc = np.array([c[k] for k in ("r2", "p1", "p2", "denom", "a11", "a12", "a21", "a22")] + [1 / c["r1"]])
     base = level_rows[:, None] - loss["attn_ihc"]
-    noise_gain = 10 ** ((IHC_THRESHOLD_DB - level_rows) / 20)
+    noise_gain = threshold_noise_gain(level_rows)
     keys = None if seeds is None else stream_keys(seeds, nchan)  # (B, 2 * nchan): ref bands, proc bands
 
     nseg_env = np.tile(n_segments(lengths_items, nwin_env), 2)

@@ -16,7 +16,6 @@ import torch
 from musicbench.metrics.haaqi.batch import (
     ENV_SEGMENT_MS,
     ENVELOPE_LAGS,
-    IHC_THRESHOLD_DB,
     Aligned,
     CochleaBatch,
     _group_delay_corrections,
@@ -36,6 +35,7 @@ from musicbench.metrics.haaqi.ear import (
     inner_hair_cell_adaptation,
     loss_parameters,
     middle_ear,
+    threshold_noise_gain,
 )
 from musicbench.metrics.haaqi.noise import noise_from_keys, stream_keys
 
@@ -210,7 +210,7 @@ def cochlea_batch_torch(
     keys = (
         torch.as_tensor(stream_keys(seeds, nchan), device=dev).reshape(n_items, 2, nchan).reshape(-1, nchan)
     )
-    gain = (10 ** ((IHC_THRESHOLD_DB - level_rows) / 20))[:, None, None]
+    gain = threshold_noise_gain(level_rows)[:, None, None]
     b = b + gain * noise_from_keys(keys, t_len, dt)
     a_ref = gammatone_coefficients(bw[0::2], cf, SAMPLE_RATE)[0].cpu().numpy()
     correct = torch.as_tensor(_group_delay_corrections(a_ref), device=dev).repeat_interleave(2, 0)

@@ -16,11 +16,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from musicbench.hearing.nalr import apply_nalr, nalr_fir
 from musicbench.metrics._checks import check_audio, check_finite_number
+from musicbench.metrics.haaqi.batch import align_batch
 from musicbench.metrics.haaqi.dsp import rms, shift_rows
 from musicbench.metrics.haaqi.ear import (
-    HAAQI_AUDIOGRAM_FREQUENCIES,
     SAMPLE_RATE,
     LossParameters,
     bandwidth_adjust,
@@ -33,15 +32,12 @@ from musicbench.metrics.haaqi.ear import (
     gammatone_fft_size,
     group_delay_correction,
     inner_hair_cell_adaptation,
-    input_align,
     loss_parameters,
     middle_ear,
-    resample_24khz,
+    threshold_noise_gain,
 )
 from musicbench.metrics.haaqi.noise import threshold_noise
 
-NFIR_NALR = 140  # taps - 1 of the NAL-R filter at 24 kHz
-IHC_THRESHOLD_DB = -10.0  # additive noise level, dB re: auditory threshold
 BACKENDS = ("numba", "torch")
 
 NoiseFn = Callable[[int], torch.Tensor]
@@ -146,16 +142,11 @@ def ear_model(
     loss_x = loss_parameters(torch.zeros_like(hearing_loss) if itype == 0 else hearing_loss, cf_np)
     bandwidth_1 = loss_parameters(torch.full_like(hearing_loss, 100.0), cf_np).bandwidth
 
-    ref24 = resample_24khz(reference, reference_sr, resampling)
-    proc24 = resample_24khz(processed, processed_sr, resampling)
-    n_min = min(ref24.shape[-1], proc24.shape[-1])
-    ref24, proc24 = input_align(ref24[:n_min], proc24[:n_min])
+    aligned = align_batch(
+        reference[None], processed[None], reference_sr, processed_sr, hearing_loss[None], itype, resampling
+    )
+    ref24, proc24 = aligned.reference[0], aligned.processed[0]
     nsamp = ref24.shape[-1]
-    if itype == 1:
-        fir, _ = nalr_fir(
-            hearing_loss, cfs=HAAQI_AUDIOGRAM_FREQUENCIES, nfir=NFIR_NALR, sample_rate=SAMPLE_RATE
-        )
-        ref24 = apply_nalr(fir, ref24)[NFIR_NALR : NFIR_NALR + nsamp]
     draws = None if noise is None else torch.as_tensor(noise(nsamp), dtype=dt).to(device)
     if backend == "numba":
         return _cochlea_numba(ref24, proc24, hearing_loss, itype, level1, draws, seed, m_delay > 0, nchan)
@@ -183,11 +174,6 @@ def _rms_to_sl(levels: LevelPair, loss: LossParameters, level1: float) -> torch.
     return convert_rms_to_sl(
         envelope, control, loss.attn_ohc, loss.low_knee, loss.compression_ratio, loss.attn_ihc, level1
     )
-
-
-def _noise_gain(level1: float) -> float:
-    """Linear gain of the threshold noise: ``IHC_THRESHOLD_DB`` re: the auditory threshold."""
-    return float(10 ** ((IHC_THRESHOLD_DB - level1) / 20))
 
 
 def _first_nonzero(x: torch.Tensor) -> int:
@@ -270,7 +256,7 @@ def _cochlea_torch(inputs: CochleaInput) -> CochleaOutput:
     draws = inputs.draws
     if draws is None:
         draws = threshold_noise(inputs.seed, 2 * nchan, nsamp, device=device).view(2, nchan, nsamp)
-    gain = _noise_gain(level1)
+    gain = float(threshold_noise_gain(level1))
     ref_bm = ref_b + gain * draws[0]
     proc_bm = proc_b + gain * draws[1]
     if inputs.delay_compensate:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,8 @@ SAMPLE_RATE = 24000  # Hz, the cochlear model's rate
 EAR_Q = 9.26449
 MIN_BANDWIDTH = 24.7  # Hz
 SMALL = 1e-30
+NFIR_NALR = 140  # taps - 1 of the NAL-R filter HAAQI applies to the reference at 24 kHz
+IHC_THRESHOLD_DB = -10.0  # the threshold noise added to the BM motion, dB re: the auditory threshold
 
 # (b, a) of a scipy IIR filter.
 Filter = tuple[FloatArray, FloatArray]
@@ -392,6 +394,12 @@ def envelope_sl(
     """pyclarity's ``envelope_sl``: envelope in dB SL (IHC attenuation ``(..., nchan)``), BM rescaled."""
     env_db = torch.clamp(level1 - attn_ihc[..., None] + 20 * torch.log10(envelope + SMALL), min=0)
     return env_db, (env_db + SMALL) / (envelope + SMALL) * bm
+
+
+def threshold_noise_gain(level1: Any) -> Any:
+    """Linear gain of the auditory-threshold noise (``IHC_THRESHOLD_DB`` re: threshold) for ``level1`` dB
+    SPL at RMS 1: a float, or elementwise for a NumPy array / tensor of levels."""
+    return 10 ** ((IHC_THRESHOLD_DB - level1) / 20)
 
 
 def ihc_constants(delta: float, sample_rate: float) -> dict[str, float]:
