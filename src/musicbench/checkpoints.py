@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_KEY = "musicbench_config"
 RNG_KEY = "musicbench_rng"
+# In a checkpoint written when a signal stopped the training (musicbench.preemption): {"epoch": e,
+# "batches_done": k}, the batch of the epoch it stopped after.
+PREEMPTED_KEY = "musicbench_preempted"
 LAST = "last.ckpt"
 # Classes that moved: configs stored in older checkpoints name them by their old path.
 MOVED_TARGETS = {
@@ -89,12 +92,16 @@ class RNGStateInCheckpoint(pl.Callback):
     ``fit`` after ``on_fit_start``, so the states are restored there and the same draw follows. A
     DataLoader with persistent workers keeps its iterator between epochs (no draw), so for one the
     states are restored again in ``on_train_start``, after the resumed run's iterator exists.
-    Checkpoints written mid-epoch (``every_n_train_steps``) resume with Lightning's own mid-epoch logic
-    and are not covered. Under DDP the states of rank 0 are stored.
+    A checkpoint written when a signal stopped the training mid-epoch (``PREEMPTED_KEY``) holds the states
+    after its last batch; the resumed run creates its DataLoader iterator (a draw) before that batch's
+    successor, so the states are restored at the first ``on_train_batch_start``. Checkpoints written
+    mid-epoch by ``every_n_train_steps`` resume with Lightning's own mid-epoch logic and are not covered.
+    Under DDP the states of rank 0 are stored.
     """
 
     def __init__(self) -> None:
         self._loaded: Mapping[str, Any] | None = None
+        self._at_next_batch = False
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
@@ -105,6 +112,7 @@ class RNGStateInCheckpoint(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
         self._loaded = checkpoint.get(RNG_KEY)
+        self._at_next_batch = PREEMPTED_KEY in checkpoint
         if self._loaded is None:
             log.warning(
                 "the checkpoint holds no RNG states: the resumed run will not match an uninterrupted one"
@@ -117,6 +125,15 @@ class RNGStateInCheckpoint(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._loaded is not None and _keeps_workers(trainer.train_dataloader):
             set_rng_states(self._loaded)
+        if not self._at_next_batch:
+            self._loaded = None
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._at_next_batch and self._loaded is not None:
+            set_rng_states(self._loaded)
+        self._at_next_batch = False
         self._loaded = None
 
 

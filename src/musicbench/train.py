@@ -10,6 +10,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicbench.checkpoint_io import AtomicCheckpointIO
 from musicbench.checkpoints import (
@@ -23,6 +24,7 @@ from musicbench.checkpoints import (
 from musicbench.data.identity import check_run_data, dataset_identity, naming_root_key
 from musicbench.errors import reported_errors
 from musicbench.evaluation.model import run_test
+from musicbench.preemption import PreemptionCheckpoint, cluster_plugins
 from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
 from musicbench.utils.files import write_text_atomic
 from musicbench.utils.hashcache import set_cache_dir
@@ -55,10 +57,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     # Not config options: mb-eval rebuilds the model from the config inside the checkpoint, and a resumed
     # run continues with the RNG states of the uninterrupted one.
+    # A signal (SLURM preemption or requeue, a job's time limit) writes last.ckpt and exits; the same
+    # command resumes from it as if never stopped.
+    preemption = PreemptionCheckpoint(out_dir / "checkpoints")
     callbacks = [
         *instantiate_dict(cfg.get("callbacks"), "callbacks"),
         ConfigInCheckpoint(resolved),
         RNGStateInCheckpoint(),
+        preemption,
     ]
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
     # fast_dev_run saves nothing, so it does not pick up a run folder's last.ckpt either (unless told to).
@@ -67,11 +73,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if not fast_dev_run:  # (Lightning replaces the loggers under fast_dev_run)
         resume_loggers(loggers, resume_step(ckpt) if ckpt else 0)
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
     )
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+        except SIGTERMException as exc:
+            raise preemption.exit(exc) from None
         _warn_if_time_capped(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.get("test") and not trainer.fast_dev_run:

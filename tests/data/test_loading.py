@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from musicbench.data.loading import ChunkSampling, EpochSampler, EvalDataset, RandomChunks, SplitLoaders
+from musicbench.data.loading import (
+    ChunkSampling,
+    EpochSampler,
+    EvalDataset,
+    RandomChunks,
+    ResumableLoader,
+    SplitLoaders,
+)
 
 
 @dataclass(frozen=True)
@@ -91,3 +98,26 @@ def test_split_loaders_settings() -> None:
 def test_split_loaders_reject_bad_settings(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SplitLoaders(**kwargs)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_resumable_loader_skips_its_first_batches_once(num_workers):
+    """A run resumed mid-epoch: the next iteration starts after the batches already trained on, without
+    fetching them; later epochs are whole; the length (what Lightning counts an epoch by) is unchanged."""
+    fetched: list[int] = []
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1000
+
+        def __getitem__(self, i):
+            fetched.append(i)
+            return i
+
+    kw = dict(batch_size=2, num_workers=num_workers, persistent_workers=num_workers > 0)
+    loader = ResumableLoader(Items(), sampler=EpochSampler(8), skip_batches=3, **kw)
+    assert len(loader) == 4
+    assert [b.tolist() for b in loader] == [[6, 7]]
+    assert [b.tolist() for b in loader] == [[8, 9], [10, 11], [12, 13], [14, 15]]
+    if num_workers == 0:
+        assert sorted(fetched) == list(range(6, 16))  # the skipped items were never loaded

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -23,6 +25,8 @@ from musicbench.data.augment import is_silent
 from musicbench.data.tracks import DatasetError, fit_length
 from musicbench.errors import ConfigError
 from musicbench.utils.hashcache import FileHashes
+
+log = logging.getLogger(__name__)
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:
@@ -52,6 +56,40 @@ class EpochSampler(Sampler[int]):
         start = self.epoch * self.num_samples
         self.epoch += 1
         return iter(range(start, start + self.num_samples))
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that can start in the middle of an epoch: its next iteration leaves out the
+    first ``skip_batches`` batches (their indices are never fetched), then it iterates as usual.
+
+    Skipping whole batches of the batch sampler, after Lightning's distributed sampler has split the
+    indices between the ranks, leaves every rank with the batches it had not trained on.
+    """
+
+    def __init__(self, *args: Any, skip_batches: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skip_batches = int(skip_batches)
+
+    @property
+    def _index_sampler(self) -> Any:
+        return _SkipFirst(super()._index_sampler, self)
+
+
+class _SkipFirst:
+    """Iterates ``batches`` without the first ``loader.skip_batches`` (then sets that to 0: once)."""
+
+    def __init__(self, batches: Iterable[Any], loader: ResumableLoader) -> None:
+        self.batches = batches
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: the count is taken at the first batch drawn, not when an iterator is made (a
+        # DataLoader iterator makes one it never uses before the one it draws from).
+        skip, self.loader.skip_batches = self.loader.skip_batches, 0
+        yield from itertools.islice(iter(self.batches), skip, None)
 
 
 @dataclass(frozen=True)
@@ -245,6 +283,7 @@ class SplitLoaders(pl.LightningDataModule):
             silence_threshold_db=float(silence_threshold_db),
         )
         self.train_set: RandomChunks | None = None
+        self._resume_at: tuple[int, int] | None = None
         self.valid_set: EvalDataset | None = None
         self.test_set: EvalDataset | None = None
 
@@ -268,9 +307,12 @@ class SplitLoaders(pl.LightningDataModule):
         """Check the dataset's files against the hashes its manifest records, if it has one (raises
         :class:`~musicbench.data.tracks.DatasetError` naming the file); ``hashes`` caches the file hashes."""
 
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None, skip_batches: int = 0
+    ) -> DataLoader:
+        return ResumableLoader(
             dataset,
+            skip_batches=skip_batches,
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
@@ -289,7 +331,25 @@ class SplitLoaders(pl.LightningDataModule):
             # Start at the epoch Lightning passes to set_epoch next: DataLoader workers fetch their first
             # items when the iterator is created, before that call (it matters when a run resumes).
             sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-        return self._loader(self.train_set, self.batch_size, sampler)
+        skip = 0
+        if self._resume_at is not None:
+            epoch, skip = self._resume_at
+            self._resume_at = None
+            if epoch != sampler.epoch:
+                log.warning(
+                    "resume point of epoch %d, but the loader starts epoch %d: not skipping",
+                    epoch,
+                    sampler.epoch,
+                )
+                skip = 0
+        return self._loader(self.train_set, self.batch_size, sampler, skip_batches=skip)
+
+    def resume_within_epoch(self, epoch: int, batches_done: int) -> None:
+        """The next training DataLoader starts epoch ``epoch`` after its first ``batches_done`` batches:
+        a run resumed from a checkpoint written mid-epoch (:mod:`musicbench.preemption`) trains on the
+        batches the interrupted run had not reached, as an uninterrupted run would (items are a function
+        of their index: nothing is loaded or drawn for the skipped ones)."""
+        self._resume_at = (int(epoch), int(batches_done))
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches; an empty list (Lightning then skips validation) when there are no tracks."""
