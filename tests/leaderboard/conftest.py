@@ -47,14 +47,16 @@ def write_run(
         scores: dict = {}
         frames: dict = {}
         for system, level in systems.items():
+            # The baseline scores the input: the same in every run.
+            draw = content if system == baseline else rng
             jitter = 0.0 if system == baseline else noise
             frames[system] = {
-                s: {m: _frames(rng, difficulty[s] + level + jitter * rng.normal()) for m in BSSEVAL} for s in SOURCES
+                s: {m: _frames(draw, difficulty[s] + level + jitter * draw.normal()) for m in BSSEVAL} for s in SOURCES
             }
             scores[system] = {
                 s: {
                     **{m: track_value(v) for m, v in frames[system][s].items()},
-                    "snr": round(difficulty[s] + level + jitter * float(rng.normal()), 6),
+                    "snr": round(difficulty[s] + level + jitter * float(draw.normal()) + 0.1 * draw.normal(), 6),
                 }
                 for s in SOURCES
             }

@@ -129,11 +129,12 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=False)
     if not console.is_terminal:  # logs and pipes: do not squeeze the columns into 80 characters
         console.width = 250
+    status = Console(stderr=True, soft_wrap=True)  # keeps stdout to the table (a CSV piped elsewhere)
     if fmt == "rich":
         console.print(to_rich(board))
     elif args.out:
         write_text_atomic(args.out, render(board, fmt))
-        console.print(f"wrote {args.out}", highlight=False)
+        status.print(f"wrote {args.out}", highlight=False)
     else:
         sys.stdout.write(render(board, fmt))
     if args.plot:
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
         for path in args.plot:
             plot_leaderboard(board, path, seed=args.seed)
-            console.print(f"wrote {path}", highlight=False)
+            status.print(f"wrote {path}", highlight=False)
     return 0
 
 

@@ -43,6 +43,8 @@ class Entry:
         runs: the runs pooled into the row.
         config: the run config that identifies the row (seeds and run-local keys left out).
         scores: columns ``track, source, metric, value``: one value per track (the mean over ``runs``).
+        spread: for a baseline or oracle pooled from several runs, the largest difference between two runs'
+            values of one track, source and metric (0 when the runs agree, as they do on the same data).
     """
 
     label: str
@@ -51,6 +53,7 @@ class Entry:
     runs: list[Run]
     config: dict[str, Any] = field(default_factory=dict)
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    spread: float = 0.0
 
     @property
     def seeds(self) -> list[Any]:
@@ -111,7 +114,11 @@ def group_entries(
     for entry in entries:
         parts = [r.scores[r.scores["system"] == entry.system] for r in entry.runs]
         pooled = pd.concat(parts, ignore_index=True)
-        entry.scores = pooled.groupby(["track", "source", "metric"], sort=True, as_index=False)["value"].mean()
+        grouped = pooled.groupby(["track", "source", "metric"], sort=True, as_index=False)["value"]
+        entry.scores = grouped.mean()
+        if entry.role != "system" and len(entry.runs) > 1:
+            ranges = grouped.agg(lambda v: v.max() - v.min())["value"]
+            entry.spread = float(ranges.max()) if len(ranges) else 0.0
     _unique_labels(entries)
     return entries
 

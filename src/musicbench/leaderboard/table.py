@@ -157,6 +157,12 @@ def build_leaderboard(
     notes = []
     if len(baselines) > 1:
         notes.append(f"several input baselines ({', '.join(sorted(baselines))}): no differences shown")
+    for e in entries:
+        if e.spread > 1e-6:
+            notes.append(
+                f"the {e.role} {e.label} differs between runs (by up to {e.spread:.3g} on a track): its row is "
+                "the mean per track; are the runs on the same data and evaluation settings?"
+            )
     track_values = {
         (i, j): _values(e.scores, c) for i, e in enumerate(entries) for j, c in enumerate(columns)
     }
