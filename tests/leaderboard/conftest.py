@@ -35,6 +35,7 @@ def write_run(
     baseline: str = "mixture",
     extra_systems: dict[str, float] | None = None,
     with_config: bool = True,
+    **summary_meta,
 ) -> Path:
     """A run folder like mb-train's: per track, the model at ``offset`` dB above the baseline (plus seeded
     noise), framewise BSSEval values (their medians are the track values) and snr."""
@@ -51,12 +52,15 @@ def write_run(
             draw = content if system == baseline else rng
             jitter = 0.0 if system == baseline else noise
             frames[system] = {
-                s: {m: _frames(draw, difficulty[s] + level + jitter * draw.normal()) for m in BSSEVAL} for s in SOURCES
+                s: {m: _frames(draw, difficulty[s] + level + jitter * draw.normal()) for m in BSSEVAL}
+                for s in SOURCES
             }
             scores[system] = {
                 s: {
                     **{m: track_value(v) for m, v in frames[system][s].items()},
-                    "snr": round(difficulty[s] + level + jitter * float(draw.normal()) + 0.1 * draw.normal(), 6),
+                    "snr": round(
+                        difficulty[s] + level + jitter * float(draw.normal()) + 0.1 * draw.normal(), 6
+                    ),
                 }
                 for s in SOURCES
             }
@@ -72,6 +76,7 @@ def write_run(
         model=target,
         data=f"/data/{dataset}",
         name=name,
+        **summary_meta,
     )
     write_scores_csv(results, folder / "scores.csv")
     if with_config:
@@ -86,7 +91,9 @@ def write_run(
         }
         OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create([f"experiment={name}", f"seed={seed}"]), folder / ".hydra/overrides.yaml")
+        OmegaConf.save(
+            OmegaConf.create([f"experiment={name}", f"seed={seed}"]), folder / ".hydra/overrides.yaml"
+        )
     return folder
 
 

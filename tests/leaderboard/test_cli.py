@@ -12,7 +12,7 @@ from musicbench.evaluation.museval_json import write_museval_dir
 from musicbench.evaluation.results import load_results
 from musicbench.leaderboard.cli import main
 
-from .conftest import TRACKS, track_values, write_run
+from .conftest import TRACKS, track_values
 
 
 def _seed_mean(sweep, source, metric):
@@ -40,7 +40,9 @@ def test_mb_leaderboard_prints_the_table(sweep):
     assert f"{seeds_median:.2f} ({seeds_median - base_median:+.2f})" in out  # significantly worse: no mark
     assert f"{base_median:.2f}" in out
     lines = out.splitlines()
-    assert re.search(r"unet \[lr0\.001_seed1\].*3 \(seed 1, 2, 3\).*model\.optimizer\.lr=0\.001", "".join(lines))
+    assert re.search(
+        r"unet \[lr0\.001_seed1\].*3 \(seed 1, 2, 3\).*model\.optimizer\.lr=0\.001", "".join(lines)
+    )
     assert "separation on chorales/test: 12 tracks" in out
     assert "vocals/sdr (median)" in out and "bass/sdr (median)" in out
 
@@ -48,11 +50,27 @@ def test_mb_leaderboard_prints_the_table(sweep):
 def test_formats_write_files_atomically(sweep, tmp_path, capsys):
     md, csv_path, html = tmp_path / "board.md", tmp_path / "board.csv", tmp_path / "board.html"
     for out in (md, csv_path, html):
-        assert main([str(sweep), "--metric", "sdr", "snr", "--source", "bass", "--resamples", "200", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    str(sweep),
+                    "--metric",
+                    "sdr",
+                    "snr",
+                    "--source",
+                    "bass",
+                    "--resamples",
+                    "200",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     assert not list(tmp_path.glob(".*tmp*"))  # no temporaries left behind
     best = track_values(sweep / "lr0.01_seed1" / "nested", "model", "bass", "snr")
     mean_snr = np.mean(list(best.values()))
-    assert f"| unet [nested] | 1 (seed 1) | " in md.read_text()
+    assert "| unet [nested] | 1 (seed 1) | " in md.read_text()
     assert f"{mean_snr:.2f}*" in md.read_text()
     rows = {r["system"]: r for r in csv.DictReader(io.StringIO(csv_path.read_text()))}
     assert set(rows) == {"mixture", "unet [lr0.001_seed1]", "unet [nested]"}
@@ -70,7 +88,10 @@ def test_formats_write_files_atomically(sweep, tmp_path, capsys):
 
 def test_plots(sweep, tmp_path):
     png, svg = tmp_path / "boxes.png", tmp_path / "boxes.svg"
-    assert main([str(sweep), "--metric", "sdr", "--resamples", "50", "--plot", str(png), "--plot", str(svg)]) == 0
+    assert (
+        main([str(sweep), "--metric", "sdr", "--resamples", "50", "--plot", str(png), "--plot", str(svg)])
+        == 0
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert "<svg" in svg.read_text()[:2000]
     assert main([str(sweep), "--resamples", "50", "--plot", str(tmp_path / "x.gif")]) == 1
@@ -79,9 +100,26 @@ def test_plots(sweep, tmp_path):
 def test_museval_import_in_the_same_table(sweep, tmp_path, capsys):
     folder = sweep / "lr0.01_seed1" / "nested"
     write_museval_dir(load_results(folder / "results").values(), tmp_path / "UMX", subset="test")
-    assert main([str(sweep), "--museval", f"SISEC_UMX={tmp_path / 'UMX'}", "--metric", "sdr", "--resamples", "50", "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                str(sweep),
+                "--museval",
+                f"SISEC_UMX={tmp_path / 'UMX'}",
+                "--metric",
+                "sdr",
+                "--resamples",
+                "50",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     rows = {r["system"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
-    assert float(rows["SISEC_UMX"]["vocals/sdr/value"]) == pytest.approx(float(rows["unet [nested]"]["vocals/sdr/value"]))
+    assert float(rows["SISEC_UMX"]["vocals/sdr/value"]) == pytest.approx(
+        float(rows["unet [nested]"]["vocals/sdr/value"])
+    )
     assert rows["SISEC_UMX"]["vocals/sdr/tied"] == "True" or rows["SISEC_UMX"]["vocals/sdr/best"] == "True"
 
 

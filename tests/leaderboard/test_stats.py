@@ -69,7 +69,9 @@ def test_wilcoxon_identical_is_not_significant_a_clear_difference_is():
 
 
 def test_paired_values_keep_common_tracks_without_nan():
-    x, y = stats.paired_values(["a", "b", "c", "d"], [1.0, 2.0, np.nan, 4.0], ["d", "b", "c", "e"], [40.0, 20.0, 30.0, 50.0])
+    x, y = stats.paired_values(
+        ["a", "b", "c", "d"], [1.0, 2.0, np.nan, 4.0], ["d", "b", "c", "e"], [40.0, 20.0, 30.0, 50.0]
+    )
     assert x.tolist() == [2.0, 4.0] and y.tolist() == [20.0, 40.0]
     x, y = stats.paired_values(["a"], [1.0], ["b"], [1.0])
     assert x.size == y.size == 0

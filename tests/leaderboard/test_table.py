@@ -106,9 +106,13 @@ def test_filters_and_their_errors(tmp_path):
     board = build_leaderboard(runs, dataset="musdb18hq", metrics=["sdr"], sources=["bass"], n_resamples=100)
     assert [e.label for e in board.entries] == ["mixture", "b"]
     assert [c.name for c in board.columns] == ["bass/sdr"]
-    with pytest.raises(NoRunsError, match="split=valid.*the runs have: task=separation dataset=chorales split=test"):
+    with pytest.raises(
+        NoRunsError, match="split=valid.*the runs have: task=separation dataset=chorales split=test"
+    ):
         build_leaderboard(runs, split="valid")
-    with pytest.raises(MissingMetricError, match=f"no metric haaqi in the results of .*{tmp_path}.*they have: sdr"):
+    with pytest.raises(
+        MissingMetricError, match=f"no metric haaqi in the results of .*{tmp_path}.*they have: sdr"
+    ):
         build_leaderboard(runs, dataset="chorales", metrics=["haaqi"])
     with pytest.raises(MissingMetricError, match="no source drums"):
         build_leaderboard(runs, dataset="chorales", sources=["drums"])

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tracks, bootstrap confidence interval, IQR, Wilcoxon test against the best system.",
     )
     p.add_argument(
-        "paths", nargs="*", help="run folders, folders searched recursively (sweeps, experiments/<study>), or globs"
+        "paths",
+        nargs="*",
+        help="run folders, folders searched recursively (sweeps, experiments/<study>), or globs",
     )
     p.add_argument(
         "--museval",
@@ -67,12 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (and the plot's jitter)")
     s.add_argument("--alpha", type=float, default=0.05, help="significance level of the tests")
-    s.add_argument("--correction", choices=("holm", "none"), default="holm", help="multiple-comparison correction")
+    s.add_argument(
+        "--correction", choices=("holm", "none"), default="holm", help="multiple-comparison correction"
+    )
     s.add_argument("--lower-is-better", nargs="+", default=[], metavar="METRIC", help="besides lsd, lsd_high")
-    s.add_argument("--oracle", nargs="+", default=["oracle"], metavar="NAME", help="system names that are oracles")
+    s.add_argument(
+        "--oracle", nargs="+", default=["oracle"], metavar="NAME", help="system names that are oracles"
+    )
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=FORMATS, help="default: from --out's suffix, else rich")
-    o.add_argument("--out", type=Path, help="write the table to this file (atomically) instead of printing it")
+    o.add_argument(
+        "--out", type=Path, help="write the table to this file (atomically) instead of printing it"
+    )
     o.add_argument("--plot", type=Path, action="append", default=[], help="box + strip plot, .png/.svg/.pdf")
     return p
 
@@ -91,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except (UserError, OSError) as exc:
         message = user_message(exc) or str(exc)
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/red] {message}", highlight=False, markup=True
+        )
         return 1
 
 
@@ -123,7 +133,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     fmt = args.format or (_SUFFIX_FORMATS.get(args.out.suffix.lower(), "") if args.out else "rich")
     if not fmt:
-        raise LeaderboardError(f"--out {args.out}: give --format ({', '.join(FORMATS[1:])}) or a .md/.csv/.html name")
+        raise LeaderboardError(
+            f"--out {args.out}: give --format ({', '.join(FORMATS[1:])}) or a .md/.csv/.html name"
+        )
     if fmt == "rich" and args.out:
         fmt = "markdown"  # a file has no terminal to draw a rich table in
     console = Console(soft_wrap=False)

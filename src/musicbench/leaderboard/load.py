@@ -90,7 +90,11 @@ def find_run_folders(patterns: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         text = str(pattern)
-        matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if glob.has_magic(text) else [Path(text)]
+        matches = (
+            [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+            if glob.has_magic(text)
+            else [Path(text)]
+        )
         matches = [m for m in matches if m.exists()]
         if not matches:
             raise NoRunsError(f"{text}: no such file or folder")
@@ -137,6 +141,8 @@ def load_run(folder: str | Path) -> Run:
         raise LeaderboardError(f"{summary_path} is not valid JSON ({exc}); rerun the evaluation") from exc
     config = _read_config(folder)
     overrides = _read_overrides(folder)
+    if summary.get("checkpoint") and "ckpt_path" in config:  # an mb-eval run: the model is the training run's
+        config = _with_training_config(config, Path(summary["checkpoint"]))
     lower = LOWER_IS_BETTER | frozenset(config.get("evaluator.lower_is_better") or ())
     if "recipe" in summary:  # an mb-cadenza pipeline run
         return Run(
@@ -255,8 +261,21 @@ def _read_config(folder: Path) -> dict[str, Any]:
                 container = OmegaConf.to_container(OmegaConf.load(candidate), resolve=False)
             except Exception as exc:  # a broken YAML file: the scores are still usable
                 raise LeaderboardError(f"{candidate}: cannot read the config ({exc})") from exc
-            return flatten(container) if isinstance(container, dict) else {}
+            return flatten({str(k): v for k, v in container.items()}) if isinstance(container, dict) else {}
     return {}
+
+
+def _with_training_config(eval_config: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """An ``mb-eval`` run's config as the model's identity: the training run's stored config (the run folder
+    of ``<run>/checkpoints/<file>.ckpt``, when it is there) plus the evaluation's own keys under ``eval.``
+    (without ``ckpt_path``: seed runs of one config are then one system). Without the training folder, the
+    eval config as it is (``ckpt_path`` tells the models apart)."""
+    run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    training = _read_config(run_folder)
+    if not training:
+        return eval_config
+    local = ("ckpt_path", "paths.", "hydra.", "checkpoint_paths.")
+    return {**training, **{f"eval.{k}": v for k, v in eval_config.items() if not k.startswith(local)}}
 
 
 def _read_overrides(folder: Path) -> list[str]:

@@ -165,13 +165,13 @@ def to_html(board: Leaderboard) -> str:
             tds.append(f"<td>{esc(_config_text(board, i))}</td>")
         rows.append(f'<tr class="{entry.role}">' + "".join(tds) + "</tr>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title(board))}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{esc(title(board))}</h1>\n<table>\n<thead><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in head)
         + "</tr></thead>\n<tbody>\n"
         + "\n".join(rows)
-        + f"\n</tbody>\n</table>\n<p class=\"legend\">{esc(legend(board))}</p>\n</body>\n</html>\n"
+        + f'\n</tbody>\n</table>\n<p class="legend">{esc(legend(board))}</p>\n</body>\n</html>\n'
     )
 
 

@@ -95,7 +95,10 @@ def bootstrap_ci(
 
 
 def paired_values(
-    a_tracks: Sequence[str], a: Sequence[float] | np.ndarray, b_tracks: Sequence[str], b: Sequence[float] | np.ndarray
+    a_tracks: Sequence[str] | np.ndarray,
+    a: Sequence[float] | np.ndarray,
+    b_tracks: Sequence[str] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The values of the tracks that ``a`` and ``b`` both have, with a value that is not NaN in either,
     in the order of ``a_tracks``: two arrays of equal length."""

@@ -64,13 +64,14 @@ class Entry:
 def identity_config(run: Run) -> dict[str, Any]:
     """The keys of ``run.config`` that identify the model: without the seeds (``seed`` and every ``*.seed``
     equal to it) and without the run-local keys (``paths.*``, ``hydra.*``, ``run_id``, ``task_name``,
-    ``threads``, values holding the run folder's path)."""
+    ``threads``, values holding the run folder's path; the same under ``eval.`` for an ``mb-eval`` run)."""
     config = run.config
     seed = config.get("seed")
     output_dir = config.get("paths.output_dir")
     out = {}
     for key, value in config.items():
-        if key.startswith(_RUN_LOCAL_PREFIXES) or key in _RUN_LOCAL_KEYS:
+        own = key.removeprefix("eval.")  # an mb-eval run's own keys (load.py) are run-local alike
+        if own.startswith(_RUN_LOCAL_PREFIXES) or own in _RUN_LOCAL_KEYS:
             continue
         if key == "seed" or (key.endswith(".seed") and value == seed):
             continue
@@ -89,6 +90,7 @@ def group_entries(
     """
     prefixes = tuple(o.lower() for o in oracles)
     groups: dict[tuple[Any, ...], Entry] = {}
+    key: tuple[Any, ...]
     for run in runs:
         identity = identity_config(run)
         frozen = json.dumps(identity, sort_keys=True, default=str)
@@ -108,7 +110,9 @@ def group_entries(
                     key += (str(run.path),)
                     if run.seed is not None:
                         label += f" (seed {run.seed})"
-            entry = groups.setdefault(key, Entry(label, role, system, [], identity if role == "system" else {}))
+            entry = groups.setdefault(
+                key, Entry(label, role, system, [], identity if role == "system" else {})
+            )
             entry.runs.append(run)
     entries = sorted(groups.values(), key=lambda e: ROLE_ORDER[e.role])
     for entry in entries:

@@ -94,9 +94,7 @@ def filter_runs(
     """The runs whose task, dataset and split equal the given ones (``None``: any). A run with an empty
     field (an imported museval folder has no dataset) matches any value of that field."""
     wanted = {"task": task, "dataset": dataset, "split": split}
-    return [
-        r for r in runs if all(v is None or getattr(r, k) in ("", v) for k, v in wanted.items())
-    ]
+    return [r for r in runs if all(v is None or getattr(r, k) in ("", v) for k, v in wanted.items())]
 
 
 def build_leaderboard(
@@ -124,7 +122,9 @@ def build_leaderboard(
     """
     kept = filter_runs(runs, task, dataset, split)
     if not kept:
-        have = sorted({f"task={r.task or '-'} dataset={r.dataset or '-'} split={r.split or '-'}" for r in runs})
+        have = sorted(
+            {f"task={r.task or '-'} dataset={r.dataset or '-'} split={r.split or '-'}" for r in runs}
+        )
         raise NoRunsError(
             f"no run matches task={task} dataset={dataset} split={split}; the runs have: {'; '.join(have)}"
         )
