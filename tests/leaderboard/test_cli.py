@@ -121,6 +121,13 @@ def test_museval_import_in_the_same_table(sweep, tmp_path, capsys):
         float(rows["unet [nested]"]["vocals/sdr/value"])
     )
     assert rows["SISEC_UMX"]["vocals/sdr/tied"] == "True" or rows["SISEC_UMX"]["vocals/sdr/best"] == "True"
+    assert rows["SISEC_UMX"]["role"] == "system"
+    # Named an oracle (by prefix), it is not a candidate for the best system.
+    argv = [str(sweep), "--museval", f"IRM1={tmp_path / 'UMX'}", "--oracle", "IRM", "--metric", "sdr"]
+    assert main([*argv, "--resamples", "50", "--format", "csv"]) == 0
+    rows = {r["system"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert rows["IRM1"]["role"] == "oracle" and rows["IRM1"]["vocals/sdr/best"] == "False"
+    assert rows["unet [nested]"]["vocals/sdr/best"] == "True"
 
 
 def test_errors_are_one_line_naming_the_path(sweep, tmp_path, capsys):

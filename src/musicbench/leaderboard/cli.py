@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--lower-is-better", nargs="+", default=[], metavar="METRIC", help="besides lsd, lsd_high")
     s.add_argument(
-        "--oracle", nargs="+", default=["oracle"], metavar="NAME", help="system names that are oracles"
+        "--oracle",
+        nargs="+",
+        default=[],
+        metavar="PREFIX",
+        help="besides oracle*: name prefixes of oracle systems",
     )
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=FORMATS, help="default: from --out's suffix, else rich")
@@ -129,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         correction=args.correction,
         lower_is_better=args.lower_is_better,
-        oracles=args.oracle,
+        oracles=["oracle", *args.oracle],
     )
     fmt = args.format or (_SUFFIX_FORMATS.get(args.out.suffix.lower(), "") if args.out else "rich")
     if not fmt:

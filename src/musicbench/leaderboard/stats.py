@@ -116,8 +116,9 @@ def paired_values(
 
 def wilcoxon_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Two-sided p-value of the Wilcoxon signed-rank test of paired values ``a`` and ``b`` (same tracks,
-    same order): ``scipy.stats.wilcoxon(a, b)`` with its defaults (zero differences dropped, the exact
-    distribution for small samples without ties, the normal approximation otherwise).
+    same order): ``scipy.stats.wilcoxon(a, b)`` with its defaults (zero differences dropped; the exact null
+    distribution up to 50 pairs, the normal approximation beyond; with ties or zeros, exhaustive
+    permutations up to 13 pairs).
 
     Identical values (every difference zero) give 1.0: nothing tells them apart. Fewer than one non-zero
     pair, or no pairs, give NaN (no test possible).
