@@ -28,7 +28,7 @@ def test_finds_run_folders_by_path_sweep_and_glob(sweep, tmp_path):
     assert len(find_run_folders([one, str(sweep / "*seed2")])) == 1
 
 
-def test_errors_name_the_path(sweep, tmp_path):
+def test_errors_name_the_path(sweep, tmp_path, caplog):
     with pytest.raises(NoRunsError, match="nowhere: no such file"):
         find_run_folders([tmp_path / "nowhere"])
     with pytest.raises(NoRunsError, match="no such file"):
@@ -42,6 +42,13 @@ def test_errors_name_the_path(sweep, tmp_path):
     with pytest.raises(MissingSummaryError, match=f"{unfinished} has no summary.json.*merge=true") as info:
         find_run_folders([unfinished])
     assert isinstance(info.value, UserError)
+    # Matched by a glob, a run still in progress is left out with a warning; the finished ones are listed.
+    with caplog.at_level("WARNING"):
+        assert [p.name for p in find_run_folders([str(sweep / "lr0.001_*")])] == [
+            "lr0.001_seed2",
+            "lr0.001_seed3",
+        ]
+    assert f"skipped {unfinished} has no summary.json" in caplog.text
 
 
 def test_load_run_reads_summary_results_and_config(sweep):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from musicbench.leaderboard.errors import (
     MissingSummaryError,
     NoRunsError,
 )
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 RESULTS = "results"
@@ -84,16 +87,16 @@ def find_run_folders(patterns: Iterable[str | Path]) -> list[Path]:
 
     A pattern is a run folder, a folder searched recursively for run folders (a sweep, ``experiments/<study>``),
     or a glob of either (``outputs/train/*/*``, ``**`` allowed). Raises :class:`NoRunsError` naming a
-    pattern that matches nothing, :class:`MissingSummaryError` for a folder given by name (or by a glob)
-    that looks like a run folder (``results/``, ``config.yaml`` or ``.hydra/``) but has no summary.
+    pattern that matches nothing, :class:`MissingSummaryError` for a folder given by name that looks like a
+    run folder (``results/``, ``config.yaml`` or ``.hydra/``) but has no summary (matched by a glob, such a
+    folder is skipped with a warning).
     """
     found: list[Path] = []
     for pattern in patterns:
         text = str(pattern)
+        match_is_glob = glob.has_magic(text)
         matches = (
-            [Path(p) for p in sorted(glob.glob(text, recursive=True))]
-            if glob.has_magic(text)
-            else [Path(text)]
+            [Path(p) for p in sorted(glob.glob(text, recursive=True))] if match_is_glob else [Path(text)]
         )
         matches = [m for m in matches if m.exists()]
         if not matches:
@@ -106,10 +109,14 @@ def find_run_folders(patterns: Iterable[str | Path]) -> list[Path]:
                 hits.append(match)
                 continue
             if _looks_like_run(match):
-                raise MissingSummaryError(
+                message = (
                     f"{match} has no {SUMMARY}: its evaluation has not finished (rerun it to resume), or it "
                     "was evaluated in shards that are not merged yet (mb-eval ... merge=true)"
                 )
+                if match_is_glob:  # one run of a glob still running: the others are a table
+                    log.warning("skipped %s", message)
+                    continue
+                raise MissingSummaryError(message)
             if match.is_dir():
                 hits.extend(sorted(p.parent for p in match.rglob(SUMMARY) if not _hidden(p, match)))
         if not hits:
