@@ -116,3 +116,15 @@ def test_filters_and_their_errors(tmp_path):
         build_leaderboard(runs, dataset="chorales", metrics=["haaqi"])
     with pytest.raises(MissingMetricError, match="no source drums"):
         build_leaderboard(runs, dataset="chorales", sources=["drums"])
+
+
+def test_aggregate_flag_chooses_the_statistic(sweep):
+    runs = _runs(sweep)
+    values = track_values(sweep / "lr0.01_seed1" / "nested", "model", "vocals", "sdr")
+    arr = np.array(list(values.values()))
+    for aggregate, expected in (("mean", np.mean(arr)), ("median", np.median(arr))):
+        board = build_leaderboard(
+            runs, metrics=["sdr"], sources=["vocals"], aggregate=aggregate, n_resamples=50
+        )
+        assert board.columns[0].statistic == aggregate
+        assert board.cells[(_row(board, "unet [nested]"), 0)].value == pytest.approx(expected)
