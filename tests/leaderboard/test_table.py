@@ -51,7 +51,7 @@ def test_seed_runs_are_one_system_averaged_per_track(sweep):
 
 
 def test_cells_are_the_statistics_of_the_track_values(sweep):
-    board = build_leaderboard(_runs(sweep), n_resamples=500, seed=3)
+    board = build_leaderboard(_runs(sweep), metrics=["all"], n_resamples=500, seed=3)
     assert [c.statistic for c in board.columns if c.metric in ("sdr", "snr")] == ["median", "mean"] * 2
     best = _row(board, "unet [nested]")
     assert board.entries[0].label == "mixture" and board.entries[best].role == "system"
@@ -128,3 +128,9 @@ def test_aggregate_flag_chooses_the_statistic(sweep):
         )
         assert board.columns[0].statistic == aggregate
         assert board.cells[(_row(board, "unet [nested]"), 0)].value == pytest.approx(expected)
+
+
+def test_without_a_metric_the_table_shows_the_headline_metric(sweep):
+    board = build_leaderboard(_runs(sweep), n_resamples=100)
+    assert {c.metric for c in board.columns} == {"sdr"}
+    assert len(board.columns) == 2

@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", help="separation, restoration, cadenza")
     g.add_argument("--dataset", help="the data folder's name, e.g. chorales, musdb18hq")
     g.add_argument("--split", help="e.g. test (also the subfolder of --museval folders; default test there)")
-    g.add_argument("--metric", nargs="+", help="metrics to show, e.g. sdr (default: all)")
+    g.add_argument(
+        "--metric",
+        nargs="+",
+        help="metrics to show, e.g. sdr sir, or all (default: the headline metric: sdr, haaqi or lsd)",
+    )
     g.add_argument("--source", nargs="+", help="sources to show, e.g. vocals bass (default: all)")
     s = p.add_argument_group("statistics")
     s.add_argument(

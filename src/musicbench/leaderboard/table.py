@@ -31,6 +31,8 @@ from musicbench.leaderboard.errors import LeaderboardError, MissingMetricError, 
 from musicbench.leaderboard.load import Run
 from musicbench.leaderboard.systems import ROLE_ORDER, Entry, SeedMode, config_differences, group_entries
 
+# Shown when no metric is asked for: the first of these the runs have (separation, Cadenza, restoration).
+HEADLINE_METRICS = ("sdr", "haaqi", "lsd")
 # BSSEval metrics: aggregated with the median over tracks (SiSEC, museval's EvalStore).
 BSSEVAL_METRICS = frozenset({"sdr", "sir", "sar", "isr"})
 Aggregate = Literal["auto", "median", "mean"]
@@ -137,7 +139,12 @@ def build_leaderboard(
     the_task, the_dataset, the_split = combos[0] if combos else (kept[0].task, "", kept[0].split)
     frames = [r.scores for r in kept]
     all_scores = pd.concat(frames, ignore_index=True)
-    metric_names = _select(list(dict.fromkeys(all_scores["metric"])), metrics, "metric", kept)
+    present = list(dict.fromkeys(all_scores["metric"]))
+    if metrics is None:  # the task's headline metric, one column per source; `all` shows every metric
+        metrics = next(([m] for m in HEADLINE_METRICS if m in present), None)
+    elif list(metrics) == ["all"]:
+        metrics = None
+    metric_names = _select(present, metrics, "metric", kept)
     source_names = _select(list(dict.fromkeys(all_scores["source"])), sources, "source", kept)
     lower = set(lower_is_better).union(*(r.lower_is_better for r in kept))
     columns = [
