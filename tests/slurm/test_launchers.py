@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,49 @@ def test_sharded_evaluation_then_merge_job(slurm_cluster, checkpoint, tiny_chora
     (merge,) = [a[0] for a in arrays.values() if len(a) == 1]
     assert all(r["JobState"] == "COMPLETED" for r in [*shards, merge])
     assert merge["StartTime"] >= max(r["EndTime"] for r in shards)
+
+
+def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert proc.poll() is None, f"mb-train ended (status {proc.returncode}) before {what}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} after {timeout} s")
+
+
+@pytest.mark.slurm
+def test_preempted_job_is_requeued_and_resumes_in_its_run_folder(slurm_cluster, tiny_chorales_root, tmp_path):
+    overrides = [*_train_overrides(tiny_chorales_root), "trainer.max_epochs=8"]
+    env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
+    cmd = [BIN / "mb-train", "-m", "hydra/launcher=slurm", *overrides]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        sweep = tmp_path / "outputs" / "train" / "default"
+        last = _wait_for(lambda: list(sweep.glob("*/checkpoints/last.ckpt")), "last.ckpt", proc)[0]
+        (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
+        # What SLURM sends before a time limit or a preemption: submitit requeues the job.
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+
+        def pending():
+            out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+            return out.stdout.strip() == "PENDING"
+
+        _wait_for(pending, "requeued job", proc, timeout=60)
+        # SLURM holds a requeued job for two minutes: start it now.
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = last.parents[1]
+    log = (run_dir / "train.log").read_text()
+    assert f"Requeued job {job}" in log and f"resuming from {last}" in log
+    assert (run_dir / "summary.json").exists()
+    assert [p.parent for p in sweep.glob("*/summary.json")] == [run_dir]
+    states = [r["JobState"] for r in slurm_cluster.finished_jobs() if r["JobId"] == job]
+    assert len(states) == 2 and states[-1] == "COMPLETED"  # requeued once, then completed
