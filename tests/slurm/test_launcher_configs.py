@@ -3,6 +3,8 @@ needed)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -58,6 +60,19 @@ def test_slurm_launcher_takes_its_resources_from_the_trainer():
     # mb-eval has no trainer: one task, no GPU request.
     ev = _launcher("eval", "hydra/launcher=slurm", "ckpt_path=x.ckpt")
     assert (ev["nodes"], ev["tasks_per_node"], ev["gpus_per_node"]) == (1, 1, None)
+
+
+def test_cluster_settings_come_from_local_slurm_yaml(tmp_path):
+    # The committed example, as a user installs it in the local/ folder of their own config dir.
+    (tmp_path / "local").mkdir()
+    shutil.copy(CONFIG_DIR / "local" / "slurm.yaml.example", tmp_path / "local" / "slurm.yaml")
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    launcher = _launcher("train", "hydra/launcher=slurm", searchpath, "hydra.launcher.qos=high")
+    assert (launcher["partition"], launcher["account"], launcher["qos"]) == ("gpu", "my_project", "high")
+    assert launcher["additional_parameters"] == {"mail-type": "FAIL"}
+    # Only the SLURM launcher reads it; an example in conf/local/ itself is never read (not .yaml).
+    assert "partition" not in _launcher("train", searchpath)
+    assert _launcher("train", "hydra/launcher=slurm")["partition"] is None
 
 
 def test_local_launcher_runs_one_process_per_job():
