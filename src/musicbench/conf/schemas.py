@@ -105,6 +105,7 @@ class TrainerSchema:
     default_root_dir: str = MISSING
     accelerator: str = MISSING
     devices: Any = MISSING
+    num_nodes: int = MISSING
     max_epochs: Optional[int] = MISSING
     max_steps: int = MISSING
     max_time: Any = MISSING

@@ -28,14 +28,56 @@ def _signature(override_dirname: str, *first: str) -> str:
     return hashlib.sha1(",".join(lines).encode()).hexdigest()[:10]
 
 
+def device_count(devices: Any) -> int:
+    """``trainer.devices`` as a number of processes per node: an int as it is, a list of device ids
+    (``[0, 1]``, ``"0,1"``) its length; ``-1`` and ``"auto"`` (as many as the node has, known only there)
+    count as 1. The SLURM launcher starts one task per device (``conf/hydra/launcher/slurm.yaml``)."""
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        devices = int(devices) if devices.lstrip("-").isdigit() else 1
+    if isinstance(devices, int):
+        return devices if devices > 0 else 1
+    return max(1, len(devices))
+
+
+def gpu_count(accelerator: Any, devices: Any, auto_means_gpu: bool = False) -> int:
+    """GPUs a job needs: one per device when ``trainer.accelerator`` is ``gpu``/``cuda`` (or ``auto`` and
+    ``auto_means_gpu``), else 0."""
+    gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and auto_means_gpu)
+    return device_count(devices) if gpu else 0
+
+
+def _local_gpu_count(accelerator: Any, devices: Any) -> int:
+    """:func:`gpu_count` for a job on this machine: ``auto`` means the GPUs if it has CUDA."""
+    auto_gpu = False
+    if str(accelerator) == "auto":
+        import torch
+
+        auto_gpu = torch.cuda.is_available()
+    return gpu_count(accelerator, _plain(devices), auto_gpu)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+
+
 def register_resolvers() -> None:
-    """Register ``mb_sig``, ``mb_abspath`` and ``mb_basename`` (idempotent; needed before Hydra composes
-    our configs)."""
+    """Register ``mb_sig``, ``mb_abspath``, ``mb_basename`` and the submitit launchers' ``mb_device_count``,
+    ``mb_local_gpus``, ``mb_slurm_gpus``, ``mb_plus_one`` (idempotent; needed before Hydra composes our
+    configs)."""
     resolvers = {
         "mb_sig": _signature,
         "mb_abspath": lambda p: str(Path(p).expanduser().resolve()),
         # "val/sdr" -> "sdr": a metric's name in checkpoint file names.
         "mb_basename": lambda p: str(p).rsplit("/", 1)[-1],
+        "mb_device_count": lambda d: device_count(_plain(d)),
+        "mb_local_gpus": _local_gpu_count,
+        # sbatch gets no GPU option at all (null) rather than 0 GPUs, which a cluster without GPUs may refuse.
+        "mb_slurm_gpus": lambda a, d: gpu_count(a, _plain(d)) or None,
+        # Loader workers + the main process.
+        "mb_plus_one": lambda n: int(n) + 1,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

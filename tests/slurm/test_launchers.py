@@ -1,0 +1,189 @@
+"""Sweeps through the submitit launchers: SLURM jobs on the local cluster (``hydra/launcher=slurm``), local
+processes (``hydra/launcher=local``), and a sharded evaluation whose merge runs once every shard is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from musicbench.evaluate import evaluate
+from musicbench.train import train
+from musicbench.utils.config import CONFIG_DIR
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+BIN = Path(sys.executable).parent
+LRS = ("0.001", "0.0003")
+
+
+def _train_overrides(root: Path) -> list[str]:
+    # One thread per job: the two jobs of a sweep run side by side.
+    return [
+        "debug=tiny",
+        "trainer.max_epochs=1",
+        "threads=1",
+        "callbacks.progress_bar=null",
+        f"paths.chorales_root={root}",
+    ]
+
+
+def _run(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MB_OUTPUT_ROOT": str(cwd / "outputs")}
+    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _compose(name: str, overrides: list[str], hydra_config: bool = False):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=overrides, return_hydra_config=hydra_config)
+
+
+def _train_sweep(launcher: str, root: Path, tmp_path: Path) -> Path:
+    """``mb-train -m`` over two learning rates through ``launcher``; checks that each job wrote its summary
+    into the run folder of the same command without -m (where a resubmitted job resumes); returns the
+    sweep folder."""
+    overrides = _train_overrides(root)
+    _run(
+        [
+            BIN / "mb-train",
+            "-m",
+            f"hydra/launcher={launcher}",
+            *overrides,
+            f"model.optimizer.lr={','.join(LRS)}",
+        ],
+        tmp_path,
+    )
+    sweep = tmp_path / "outputs" / "train" / "default"
+    runs = {p.parent.name for p in sweep.glob("*/summary.json")}
+    single = {
+        Path(_compose("train", [*overrides, f"model.optimizer.lr={lr}"], True).hydra.run.dir).name
+        for lr in LRS
+    }
+    assert runs == single and len(runs) == 2
+    return sweep
+
+
+@pytest.mark.slurm
+def test_train_sweep_runs_as_slurm_jobs(slurm_cluster, tiny_chorales_root, tmp_path):
+    sweep = _train_sweep("slurm", tiny_chorales_root, tmp_path)
+    # submitit's folder per job: <array job id>_<task id>; the controller logged both jobs as completed.
+    jobs = sorted(p.name.split("_") for p in (sweep / ".submitit").glob("*_*") if p.is_dir())
+    assert len(jobs) == 2 and jobs[0][0] == jobs[1][0]
+    finished = {
+        (r.get("ArrayJobId"), r.get("ArrayTaskId")): r
+        for r in slurm_cluster.finished_jobs()
+        if r.get("WorkDir") == str(tmp_path)
+    }
+    assert set(finished) == {tuple(j) for j in jobs}
+    assert all(r["JobState"] == "COMPLETED" and r["Name"] == "train" for r in finished.values())
+
+
+def test_train_sweep_runs_as_local_submitit_jobs(tiny_chorales_root, tmp_path):
+    sweep = _train_sweep("local", tiny_chorales_root, tmp_path)
+    # One process per job (its id names the folder), each with its pickled result.
+    folders = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(folders) == 2
+    assert all(list(p.glob("*_result.pkl")) for p in folders)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_chorales_root) -> Path:
+    """A tiny trained model."""
+    run = tmp_path_factory.mktemp("slurm_train") / "run"
+    overrides = [*_train_overrides(tiny_chorales_root), "test=false", f"paths.output_dir={run}"]
+    train(_compose("train", overrides))
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _results(run_dir: Path) -> dict:
+    out = {}
+    for p in sorted((run_dir / "results").glob("*.json")):
+        r = json.loads(p.read_text())
+        r.pop("wall_time_s")
+        out[p.name] = r
+    return out
+
+
+@pytest.mark.slurm
+def test_sharded_evaluation_then_merge_job(slurm_cluster, checkpoint, tiny_chorales_root, tmp_path):
+    common = [
+        f"ckpt_path={checkpoint}",
+        f"paths.chorales_root={tiny_chorales_root}",
+        "+evaluator.progress=false",
+        "threads=1",
+    ]
+    reference, _ = evaluate(_compose("eval", [*common, f"paths.output_dir={tmp_path / 'ref'}"]))
+
+    _run([BIN / "mb-eval", "-m", "hydra/launcher=slurm", *common, "shard=0/2,1/2"], tmp_path)
+    (run_dir,) = [p.parent for p in (tmp_path / "outputs" / "eval" / "default").glob("*/summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["tracks"] == reference["tracks"] and len(summary["tracks"]) == 2
+    assert summary["systems"] == reference["systems"]
+    assert _results(run_dir) == _results(tmp_path / "ref")
+
+    # SLURM ran an array of the two shards, then the merge: a job that started when both had ended.
+    arrays: dict[str, list[dict]] = {}
+    for r in slurm_cluster.finished_jobs():
+        if r.get("WorkDir") == str(tmp_path):
+            # submitit submits a sweep of one job (the merge) as a plain job, not an array.
+            arrays.setdefault(r.get("ArrayJobId", r["JobId"]), []).append(r)
+    assert sorted(len(a) for a in arrays.values()) == [1, 2]
+    (shards,) = [a for a in arrays.values() if len(a) == 2]
+    (merge,) = [a[0] for a in arrays.values() if len(a) == 1]
+    assert all(r["JobState"] == "COMPLETED" for r in [*shards, merge])
+    assert merge["StartTime"] >= max(r["EndTime"] for r in shards)
+
+
+def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert proc.poll() is None, f"mb-train ended (status {proc.returncode}) before {what}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} after {timeout} s")
+
+
+@pytest.mark.slurm
+def test_preempted_job_is_requeued_and_resumes_in_its_run_folder(slurm_cluster, tiny_chorales_root, tmp_path):
+    overrides = [*_train_overrides(tiny_chorales_root), "trainer.max_epochs=8"]
+    env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
+    cmd = [BIN / "mb-train", "-m", "hydra/launcher=slurm", *overrides]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        sweep = tmp_path / "outputs" / "train" / "default"
+        last = _wait_for(lambda: list(sweep.glob("*/checkpoints/last.ckpt")), "last.ckpt", proc)[0]
+        (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
+        # What SLURM sends before a time limit or a preemption: submitit requeues the job.
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+
+        def pending():
+            out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+            return out.stdout.strip() == "PENDING"
+
+        _wait_for(pending, "requeued job", proc, timeout=60)
+        # SLURM holds a requeued job for two minutes: start it now.
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = last.parents[1]
+    log = (run_dir / "train.log").read_text()
+    assert f"Requeued job {job}" in log and f"resuming from {last}" in log
+    assert (run_dir / "summary.json").exists()
+    assert [p.parent for p in sweep.glob("*/summary.json")] == [run_dir]
+    states = [r["JobState"] for r in slurm_cluster.finished_jobs() if r["JobId"] == job]
+    assert len(states) == 2 and states[-1] == "COMPLETED"  # requeued once, then completed
