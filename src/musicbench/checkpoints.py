@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "musicbench_config"
 RNG_KEY = "musicbench_rng"
 # In a checkpoint written when a signal stopped the training (musicbench.preemption): {"epoch": e,
-# "batches_done": k}, the batch of the epoch it stopped after.
+# "batches_done": k, "epoch_end": bool}, the batch of the epoch it stopped after (the last one: epoch_end).
 PREEMPTED_KEY = "musicbench_preempted"
 LAST = "last.ckpt"
 # Classes that moved: configs stored in older checkpoints name them by their old path.
@@ -93,8 +93,9 @@ class RNGStateInCheckpoint(pl.Callback):
     DataLoader with persistent workers keeps its iterator between epochs (no draw), so for one the
     states are restored again in ``on_train_start``, after the resumed run's iterator exists.
     A checkpoint written when a signal stopped the training mid-epoch (``PREEMPTED_KEY``) holds the states
-    after its last batch; the resumed run creates its DataLoader iterator (a draw) before that batch's
-    successor, so the states are restored at the first ``on_train_batch_start``. Checkpoints written
+    after a batch; the resumed run creates its DataLoader iterator (a draw) before that batch's successor,
+    which the uninterrupted run did not, so the states are restored at the first ``on_train_batch_start``
+    (after an epoch's last batch, as for an end-of-epoch checkpoint). Checkpoints written
     mid-epoch by ``every_n_train_steps`` resume with Lightning's own mid-epoch logic and are not covered.
     Under DDP the states of rank 0 are stored.
     """
@@ -112,7 +113,8 @@ class RNGStateInCheckpoint(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
         self._loaded = checkpoint.get(RNG_KEY)
-        self._at_next_batch = PREEMPTED_KEY in checkpoint
+        stopped = checkpoint.get(PREEMPTED_KEY)
+        self._at_next_batch = stopped is not None and not stopped.get("epoch_end")
         if self._loaded is None:
             log.warning(
                 "the checkpoint holds no RNG states: the resumed run will not match an uninterrupted one"

@@ -63,15 +63,16 @@ class PreemptionCheckpoint(pl.Callback):
         self._previous: dict[int, Any] = {}
         self._received: int | None = None
         self._handover: Any = None
-        self._trainer: pl.Trainer | None = None
-        self._saving = False
-        self.resume_from: Mapping[str, int] | None = None
+        self._saved = False
+        self._stop_at_epoch_start = False
+        self._marker: dict[str, Any] | None = None
 
     # --- signals
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After Lightning has registered its SIGTERM handler (in Trainer._run), so ours come on top.
-        self._trainer = trainer
         self._received = None
+        self._saved = False
+        self._stop_at_epoch_start = False
         if not _in_main_thread():
             return
         for signum in self.signals:
@@ -82,10 +83,36 @@ class PreemptionCheckpoint(pl.Callback):
         log.warning("received %s: stopping after this batch to write last.ckpt", signal.Signals(signum).name)
         self._received = signum
         self._handover = self._previous.get(signum)
-        # Lightning's SIGTERM handler sets the flag its loops stop on, at the same batch on every rank.
-        sigterm = signal.getsignal(signal.SIGTERM)
-        if callable(sigterm):
-            sigterm(signal.SIGTERM, frame)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Where Lightning's own mid-epoch checkpoints are written (its restart logic expects this point).
+        # Every rank takes the same decision, so they all save (a collective) and stop at this batch.
+        stop = self._received is not None or trainer.received_sigterm
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        if _batches_done(trainer) >= trainer.num_training_batches:
+            # The epoch's last batch: its validation and end-of-epoch last.ckpt come first (the resume
+            # point Lightning handles), then the training stops, at the next epoch's start. Lightning
+            # would stop on SIGTERM right after this batch, before both: its flag waits until then.
+            self._stop_at_epoch_start = True
+            connector = getattr(trainer, "_signal_connector", None)
+            if connector is not None and getattr(connector, "received_sigterm", False):
+                self._received = self._received or int(signal.SIGTERM)
+                connector.received_sigterm = False
+            return
+        self._save(trainer)
+        raise SIGTERMException
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_at_epoch_start:
+            if not _saved_at_this_step(trainer):
+                self._save(trainer)
+            self._saved = True
+            raise SIGTERMException
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
@@ -93,7 +120,9 @@ class PreemptionCheckpoint(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, SIGTERMException):
+        # Lightning stopped on SIGTERM before this callback saw it (between two batches), or after an
+        # epoch's last batch: save there, unless the end-of-epoch last.ckpt is of this very step.
+        if isinstance(exception, SIGTERMException) and not self._saved and not _saved_at_this_step(trainer):
             self._save(trainer)
 
     def exit(self, exception: SIGTERMException) -> Preempted:
@@ -110,15 +139,21 @@ class PreemptionCheckpoint(pl.Callback):
 
     def _save(self, trainer: pl.Trainer) -> None:
         path = self.checkpoint_dir / LAST
-        self._saving = True
+        done = _batches_done(trainer)
+        self._marker = {
+            "epoch": int(trainer.current_epoch),
+            "batches_done": int(done),
+            "epoch_end": bool(done >= trainer.num_training_batches),
+        }
         try:
             trainer.save_checkpoint(path)
         finally:
-            self._saving = False
+            self._marker = None
+        self._saved = True
         log.warning(
             "preempted at epoch %d after batch %d (step %d): wrote %s; run the same command again to resume",
             trainer.current_epoch,
-            trainer.fit_loop.epoch_loop.batch_progress.current.completed,
+            done,
             trainer.global_step,
             path,
         )
@@ -133,17 +168,15 @@ class PreemptionCheckpoint(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        if self._saving:
-            checkpoint[PREEMPTED_KEY] = {
-                "epoch": int(trainer.current_epoch),
-                "batches_done": int(trainer.fit_loop.epoch_loop.batch_progress.current.completed),
-            }
+        if self._marker is not None:
+            checkpoint[PREEMPTED_KEY] = dict(self._marker)
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        self.resume_from = checkpoint.get(PREEMPTED_KEY)
-        if self.resume_from is None:
+        marker = checkpoint.get(PREEMPTED_KEY)
+        # After an epoch's last batch the next epoch starts whole: Lightning's own restart handles it.
+        if marker is None or marker.get("epoch_end"):
             return
         datamodule = trainer.datamodule
         resume = getattr(datamodule, "resume_within_epoch", None)
@@ -152,10 +185,10 @@ class PreemptionCheckpoint(pl.Callback):
                 "%s cannot skip the batches already trained in epoch %d: that epoch restarts from its first "
                 "batch (the resumed run will differ from an uninterrupted one)",
                 type(datamodule).__name__,
-                self.resume_from["epoch"],
+                marker["epoch"],
             )
             return
-        resume(int(self.resume_from["epoch"]), int(self.resume_from["batches_done"]))
+        resume(int(marker["epoch"]), int(marker["batches_done"]))
 
 
 def cluster_plugins() -> list[Any]:
@@ -165,6 +198,19 @@ def cluster_plugins() -> list[Any]:
     if SLURMEnvironment.detect() and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
         return [SLURMEnvironment(auto_requeue=False)]
     return []
+
+
+def _batches_done(trainer: pl.Trainer) -> int:
+    """Training batches done in the current epoch (in on_train_batch_end the running batch is processed,
+    not yet completed)."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    return int(max(progress.processed, progress.completed))
+
+
+def _saved_at_this_step(trainer: pl.Trainer) -> bool:
+    """Whether the checkpoint callback has just written its checkpoints (last.ckpt) at this step."""
+    callback = trainer.checkpoint_callback
+    return callback is not None and getattr(callback, "_last_global_step_saved", -1) == trainer.global_step
 
 
 def _signal(name: str) -> int:

@@ -137,7 +137,11 @@ def test_a_job_handler_of_the_signal_gets_it_after_last_ckpt_is_written(tmp_path
     assert exc.value.code == 128 + signal.SIGUSR2
     assert handed_over == [(signal.SIGUSR2, True)]
     state = torch.load(last, map_location="cpu", weights_only=False)
-    assert state["global_step"] == 3 and state[PREEMPTED_KEY] == {"epoch": 1, "batches_done": 1}
+    assert state["global_step"] == 3 and state[PREEMPTED_KEY] == {
+        "epoch": 1,
+        "batches_done": 1,
+        "epoch_end": False,
+    }
 
 
 def _with(extra):
@@ -148,3 +152,43 @@ def _with(extra):
         return [*built, extra] if group == "callbacks" else built
 
     return instantiate_with_extra
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_at_the_last_batch_of_an_epoch_resumes_from_the_end_of_epoch_checkpoint(
+    signum, tmp_path, tiny_train_cfg
+):
+    """Stopped on an epoch's last batch, the run first validates and writes its end-of-epoch last.ckpt,
+    stops there, and the rerun ends as an uninterrupted run (2 batches per epoch, signal at step 2)."""
+    from musicbench.preemption import Preempted
+    from musicbench.train import train
+
+    common = ("test=false", "trainer.max_epochs=3")
+    train(tiny_train_cfg(tmp_path / "ref", *common))
+
+    class SignalAtBatch(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signum)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("musicbench.train.instantiate_dict", _with(SignalAtBatch()))
+        with pytest.raises(Preempted) as exc:
+            train(tiny_train_cfg(tmp_path / "run", *common))
+    assert exc.value.code == 128 + signum
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2 and PREEMPTED_KEY not in state  # the end-of-epoch checkpoint
+    metrics = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
+    assert "val/sdr" in metrics.splitlines()[0] and len(metrics.splitlines()) > 2  # epoch 0 validated
+
+    train(tiny_train_cfg(tmp_path / "run", *common))
+    ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    new = torch.load(last, map_location="cpu", weights_only=False)
+    assert all(torch.equal(new["state_dict"][k], v) for k, v in ref["state_dict"].items())
+    assert (tmp_path / "run" / "csv" / "metrics.csv").read_text() == (
+        tmp_path / "ref" / "csv" / "metrics.csv"
+    ).read_text()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == sorted(
+        p.name for p in (tmp_path / "ref" / "checkpoints").iterdir()
+    )

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -154,36 +155,86 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300
     raise AssertionError(f"no {what} after {timeout} s")
 
 
+def _max_step(run_dirs: list[Path]) -> int:
+    steps = [
+        int(line.split(",")[idx])
+        for run in run_dirs
+        if (run / "csv" / "metrics.csv").is_file()
+        for header, *lines in [(run / "csv" / "metrics.csv").read_text().splitlines() or [""]]
+        for idx in [header.split(",").index("step")]
+        if "step" in header.split(",")
+        for line in lines
+        if line.split(",")[idx]
+    ]
+    return max(steps, default=-1)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_chorales_root) -> tuple[dict, dict]:
+    """Final weights and test scores of the preemption test's training, run without interruption."""
+    run = tmp_path_factory.mktemp("slurm_uninterrupted") / "run"
+    train(
+        _compose("train", [*_train_overrides(tiny_chorales_root), *PREEMPTED_RUN, f"paths.output_dir={run}"])
+    )
+    return _final_state(run)
+
+
+def _final_state(run: Path) -> tuple[dict, dict]:
+    weights = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
+    return weights, json.loads((run / "summary.json").read_text())["systems"]
+
+
+# 8 epochs of 2 batches: the job is stopped in the middle.
+PREEMPTED_RUN = ["trainer.max_epochs=8"]
+
+
 @pytest.mark.slurm
-def test_preempted_job_is_requeued_and_resumes_in_its_run_folder(slurm_cluster, tiny_chorales_root, tmp_path):
-    overrides = [*_train_overrides(tiny_chorales_root), "trainer.max_epochs=8"]
+@pytest.mark.parametrize("how", ["signal", "requeue"])
+def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
+    how, slurm_cluster, uninterrupted, tiny_chorales_root, tmp_path
+):
+    """``signal``: SIGUSR2, what the launcher's jobs get before their time limit: the training writes
+    last.ckpt, then submitit requeues the job. ``requeue``: ``scontrol requeue``, what a preemption does:
+    SLURM sends SIGTERM (the training writes last.ckpt and exits) and queues the job again. Either way
+    the job comes back, resumes in its run folder and ends bit for bit as the uninterrupted run."""
+    overrides = [*_train_overrides(tiny_chorales_root), *PREEMPTED_RUN]
     env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
     cmd = [BIN / "mb-train", "-m", "hydra/launcher=slurm", *overrides]
     proc = subprocess.Popen(
         cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+    sweep = tmp_path / "outputs" / "train" / "default"
     try:
-        sweep = tmp_path / "outputs" / "train" / "default"
-        last = _wait_for(lambda: list(sweep.glob("*/checkpoints/last.ckpt")), "last.ckpt", proc)[0]
+        _wait_for(lambda: _max_step([p.parent for p in sweep.glob("*/csv")]) >= 5, "step 5", proc)
         (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
-        # What SLURM sends before a time limit or a preemption: submitit requeues the job.
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        if how == "signal":
+            subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        else:
+            subprocess.run(["scontrol", "requeue", job], check=True)
 
         def pending():
             out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
             return out.stdout.strip() == "PENDING"
 
-        _wait_for(pending, "requeued job", proc, timeout=60)
+        _wait_for(pending, "requeued job", proc, timeout=120)
         # SLURM holds a requeued job for two minutes: start it now.
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
         assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
-    run_dir = last.parents[1]
+    (run_dir,) = [p.parent for p in sweep.glob("*/summary.json")]
     log = (run_dir / "train.log").read_text()
-    assert f"Requeued job {job}" in log and f"resuming from {last}" in log
-    assert (run_dir / "summary.json").exists()
-    assert [p.parent for p in sweep.glob("*/summary.json")] == [run_dir]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert "preempted at epoch" in log and f"resuming from {last}" in log
+    if how == "signal":
+        assert f"Requeued job {job}" in log  # by submitit, after the checkpoint
+    weights, systems = _final_state(run_dir)
+    ref_weights, ref_systems = uninterrupted
+    assert weights.keys() == ref_weights.keys()
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)
+    assert systems == ref_systems
     states = [r["JobState"] for r in slurm_cluster.finished_jobs() if r["JobId"] == job]
-    assert len(states) == 2 and states[-1] == "COMPLETED"  # requeued once, then completed
+    assert states[-1] == "COMPLETED" and len(states) == 2  # stopped once, then completed
