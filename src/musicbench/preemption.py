@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
