@@ -54,6 +54,9 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    # Lightning's multi-process launcher divides the cores between its processes (torch.set_num_threads)
+    # unless this variable is set; the processes it starts inherit it.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
