@@ -91,3 +91,22 @@ def test_split_loaders_settings() -> None:
 def test_split_loaders_reject_bad_settings(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SplitLoaders(**kwargs)
+
+
+def test_validation_shards_without_padding() -> None:
+    """Several processes: rank r validates items r, r + world, ... (no repeated items); each needs one."""
+    from types import SimpleNamespace
+
+    from musicbench.errors import ConfigError
+
+    loaders = SplitLoaders(sample_rate=10, valid_segment_seconds=1.0)
+    loaders.valid_set = EvalDataset([Ramp("a", 50)], segment_frames=10)  # 5 items
+    assert loaders._shard(loaders.valid_set) is None  # no trainer: one process
+    shards = []
+    for rank in range(2):
+        loaders.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        shards.append(list(loaders.val_dataloader().sampler))
+    assert shards == [[0, 2, 4], [1, 3]]
+    loaders.trainer = SimpleNamespace(world_size=6, global_rank=0)
+    with pytest.raises(ConfigError, match="5 item.*fewer than the 6 processes"):
+        loaders.val_dataloader()

@@ -73,7 +73,9 @@ def test_validation_on_two_processes_matches_one(
 
 
 def _tree(run: Path) -> set[str]:
-    return {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and p.parent.name != "results"}
+    return {
+        p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and p.parent.name != "results"
+    }
 
 
 def test_mb_train_on_two_processes(tmp_path, tiny_chorales_root):
@@ -90,7 +92,12 @@ def test_mb_train_on_two_processes(tmp_path, tiny_chorales_root):
         f"paths.output_root={out}",
     ]
     proc = subprocess.run(
-        [BIN / "mb-train", *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [BIN / "mb-train", *args],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Starting with 2 processes" in proc.stderr + proc.stdout
@@ -148,7 +155,12 @@ def test_multirun_refuses_a_trainer_that_starts_processes(tmp_path, tiny_chorale
         f"paths.output_root={tmp_path / 'outputs'}",
     ]
     proc = subprocess.run(
-        [BIN / "mb-train", *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [BIN / "mb-train", *args],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: trainer.devices=2 in a multirun (-m)" in proc.stderr

@@ -219,7 +219,9 @@ class AdversarialRestorer(RestorationModule):
         process and several batch the validation items differently)."""
         return torch.cat(
             [
-                self.restore(x.unsqueeze(0), generator=torch.Generator(device=x.device).manual_seed(self.seed))
+                self.restore(
+                    x.unsqueeze(0), generator=torch.Generator(device=x.device).manual_seed(self.seed)
+                )
                 for x in degraded
             ]
         )
