@@ -110,3 +110,25 @@ def test_validation_shards_without_padding() -> None:
     loaders.trainer = SimpleNamespace(world_size=6, global_rank=0)
     with pytest.raises(ConfigError, match="5 item.*fewer than the 6 processes"):
         loaders.val_dataloader()
+
+
+def test_processes_split_each_epochs_training_items() -> None:
+    """Under DDP Lightning wraps the EpochSampler in its distributed sampler wrapper: the processes take
+    turns through each epoch's indices, so together they train on the items one process would (also
+    from a resumed epoch)."""
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+
+    for start in (0, 3):
+        per_rank = []
+        for rank in range(2):
+            sampler = EpochSampler(6)
+            sampler.set_epoch(start)  # as train_dataloader does
+            wrapper = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)
+            epochs = []
+            for epoch in (start, start + 1):
+                wrapper.set_epoch(epoch)  # as Lightning does before every epoch
+                epochs.append(list(wrapper))
+            per_rank.append(epochs)
+        for k, epoch in enumerate((start, start + 1)):
+            assert sorted(per_rank[0][k] + per_rank[1][k]) == list(range(6 * epoch, 6 * epoch + 6))
+            assert per_rank[0][k] == list(range(6 * epoch, 6 * epoch + 6, 2))

@@ -88,6 +88,8 @@ def test_mb_train_on_two_processes(tmp_path, tiny_chorales_root):
         "trainer=ddp_cpu",
         "trainer.devices=2",  # debug=tiny pins one device
         "callbacks.progress_bar=null",
+        "evaluator=global_sdr",  # a quick test stage
+        "evaluator.progress=false",
         f"paths.chorales_root={tiny_chorales_root}",
         f"paths.output_root={out}",
     ]
