@@ -167,3 +167,49 @@ def test_multirun_refuses_a_trainer_that_starts_processes(tmp_path, tiny_chorale
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: trainer.devices=2 in a multirun (-m)" in proc.stderr
     assert not list((tmp_path / "outputs").rglob("*.ckpt"))
+
+
+def test_processes_started_by_slurm_share_one_run_folder(tmp_path, tiny_chorales_root):
+    """As ``srun`` starts them (ntasks-per-node = trainer.devices): two mb-train processes with SLURM's
+    variables join one process group (Lightning starts none) and find the same run folder from the same
+    command line; the test stage runs once, in rank 0 (``.hydra`` is left to rank 0 by ``mb_rank_zero``,
+    tests/utils/test_config.py)."""
+    out = tmp_path / "outputs"
+    args = [
+        "debug=tiny",
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "callbacks.progress_bar=null",
+        "evaluator=global_sdr",
+        "evaluator.progress=false",
+        f"paths.chorales_root={tiny_chorales_root}",
+        f"paths.output_root={out}",
+    ]
+    env = _env(tmp_path)
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0"}
+    slurm |= {"SLURM_JOB_NAME": "musicbench", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "127.0.0.1"}
+    procs = [
+        subprocess.Popen(
+            [BIN / "mb-train", *args],
+            env={**env, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs[1]
+    (run,) = (out / "train" / "default").iterdir()
+    files = _tree(run)
+    assert {f for f in files if f.startswith(".hydra/")} == {
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+    }
+    assert {"config.yaml", "data.json", "summary.json", "scores.csv", "csv/metrics.csv"} <= files
+    # Both processes log into the job's log (one job name under srun); the test stage ran once, in rank 0.
+    assert "results written to" in logs[0] and "results written to" not in logs[1]
+    assert (run / "train.log").read_text().count("results written to") == 1
