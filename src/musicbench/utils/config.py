@@ -29,18 +29,9 @@ def _signature(override_dirname: str, *first: str) -> str:
     return hashlib.sha1(",".join(lines).encode()).hexdigest()[:10]
 
 
-def launch_rank() -> int:
-    """The global rank of this process as its launcher says (``RANK``, else ``SLURM_PROCID``, else
-    ``LOCAL_RANK``), before any process group exists; 0 for a process started alone."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    return 0
-
-
 def register_resolvers() -> None:
-    """Register ``mb_sig``, ``mb_abspath``, ``mb_basename`` and ``mb_rank_zero`` (idempotent; needed before
-    Hydra composes our configs)."""
+    """Register ``mb_sig``, ``mb_abspath`` and ``mb_basename`` (idempotent; needed before Hydra composes
+    our configs)."""
     resolvers = {
         # ${mb_rank_zero:x}: x in the process of global rank 0, else null (the other processes of a
         # multi-process run started by SLURM share the run folder and leave its files to rank 0).
@@ -70,6 +61,15 @@ def set_threads(threads: int | None) -> None:
     # Lightning's multi-process launcher divides the cores between its processes (torch.set_num_threads)
     # unless this variable is set; the processes it starts inherit it.
     os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def launch_rank() -> int:
+    """The global rank of this process as its launcher says (``RANK``, else ``SLURM_PROCID``, else
+    ``LOCAL_RANK``), before any process group exists; 0 for a process started alone."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
