@@ -22,7 +22,7 @@ from musicbench.checkpoints import (
     resume_step,
 )
 from musicbench.data.identity import check_run_data, dataset_identity, naming_root_key
-from musicbench.errors import reported_errors
+from musicbench.errors import ConfigError, reported_errors
 from musicbench.evaluation.model import run_test
 from musicbench.preemption import PreemptionCheckpoint, cluster_plugins
 from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
@@ -51,10 +51,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
-    # Before anything is written: a run folder computed on other data is refused, not resumed.
     with naming_root_key(cfg):
-        check_run_data(out_dir, dataset_identity(datamodule, progress=_progress(cfg)))
-    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        identity = dataset_identity(datamodule, progress=_progress(cfg))
     # Not config options: mb-eval rebuilds the model from the config inside the checkpoint, and a resumed
     # run continues with the RNG states of the uninterrupted one.
     # A signal (SLURM preemption or requeue, a job's time limit) writes last.ckpt and exits; the same
@@ -70,14 +68,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # fast_dev_run saves nothing, so it does not pick up a run folder's last.ckpt either (unless told to).
     ckpt = None if fast_dev_run and cfg.ckpt_path is None else resume_checkpoint(cfg.ckpt_path, out_dir)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
-    if not fast_dev_run:  # (Lightning replaces the loggers under fast_dev_run)
-        resume_loggers(loggers, resume_step(ckpt) if ckpt else 0)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
     )
+    check_launch(trainer)
+    # With several processes (DDP) every one runs this function, with the same run folder: Lightning starts
+    # the others inside trainer.fit (re-running the command with hydra.run.dir set), or SLURM starts them
+    # all. The trainer knows the global rank from here on; only rank 0 writes the run folder's files.
+    writer = trainer.is_global_zero
+    # Before anything is written: a run folder computed on other data is refused, not resumed.
+    with naming_root_key(cfg):
+        check_run_data(out_dir, identity, record=writer)
+    if writer:
+        write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        if not fast_dev_run:  # (Lightning replaces the loggers under fast_dev_run)
+            resume_loggers(loggers, resume_step(ckpt) if ckpt else 0)
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     try:
         try:
@@ -86,7 +94,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             raise preemption.exit(exc) from None
         _warn_if_time_capped(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        if cfg.get("test") and not trainer.fast_dev_run:
+        # The test stage runs in rank 0 alone (its evaluation is not distributed); the others end here.
+        if cfg.get("test") and not trainer.fast_dev_run and trainer.is_global_zero:
             summary = test_best(cfg, model, datamodule, trainer, out_dir)
             metrics["test/summary"] = summary
             objects["summary"] = summary
@@ -94,6 +103,28 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         for lg in loggers:  # close trackers even when training fails
             lg.finalize("success")
     return metrics, objects
+
+
+def check_launch(trainer: pl.Trainer) -> None:
+    """Refuse a multirun (``-m``) whose trainer would start its other processes itself.
+
+    Lightning starts the processes of ``devices > 1`` by re-running the command line, which under ``-m``
+    is the whole sweep again. One process per device has to come from outside then: a cluster launcher
+    that starts ``trainer.devices`` tasks per node (SLURM's ``srun``), where Lightning only joins them.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if trainer.world_size > 1 and env is not None and not env.creates_processes_externally:
+        raise ConfigError(
+            f"trainer.devices={trainer.num_devices} in a multirun (-m): Lightning would start the other "
+            "processes by re-running the command line, the whole sweep included. Run each configuration as "
+            "its own mb-train, or use a launcher that starts one task per device (SLURM: "
+            "ntasks_per_node = trainer.devices)"
+        )
 
 
 def apply_step_budget(trainer_cfg: DictConfig) -> None:

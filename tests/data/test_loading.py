@@ -39,6 +39,47 @@ def test_epoch_sampler_moves_on_without_set_epoch() -> None:
     assert list(sampler) == [0, 1, 2] and len(sampler) == 3
 
 
+def test_validation_shards_without_padding() -> None:
+    """Several processes: rank r validates items r, r + world, ... (no repeated items); each needs one."""
+    from types import SimpleNamespace
+
+    from musicbench.errors import ConfigError
+
+    loaders = SplitLoaders(sample_rate=10, valid_segment_seconds=1.0)
+    loaders.valid_set = EvalDataset([Ramp("a", 50)], segment_frames=10)  # 5 items
+    assert loaders._shard(loaders.valid_set) is None  # no trainer: one process
+    shards = []
+    for rank in range(2):
+        loaders.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        shards.append(list(loaders.val_dataloader().sampler))
+    assert shards == [[0, 2, 4], [1, 3]]
+    loaders.trainer = SimpleNamespace(world_size=6, global_rank=0)
+    with pytest.raises(ConfigError, match="5 item.*fewer than the 6 processes"):
+        loaders.val_dataloader()
+
+
+def test_processes_split_each_epochs_training_items() -> None:
+    """Under DDP Lightning wraps the EpochSampler in its distributed sampler wrapper: the processes take
+    turns through each epoch's indices, so together they train on the items one process would (also
+    from a resumed epoch)."""
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+
+    for start in (0, 3):
+        per_rank = []
+        for rank in range(2):
+            sampler = EpochSampler(6)
+            sampler.set_epoch(start)  # as train_dataloader does
+            wrapper = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)
+            epochs = []
+            for epoch in (start, start + 1):
+                wrapper.set_epoch(epoch)  # as Lightning does before every epoch
+                epochs.append(list(wrapper))
+            per_rank.append(epochs)
+        for k, epoch in enumerate((start, start + 1)):
+            assert sorted(per_rank[0][k] + per_rank[1][k]) == list(range(6 * epoch, 6 * epoch + 6))
+            assert per_rank[0][k] == list(range(6 * epoch, 6 * epoch + 6, 2))
+
+
 def test_eval_dataset_segments_and_full_tracks() -> None:
     tracks = [Ramp("a", 10), Ramp("b", 3)]
     segments = EvalDataset(tracks, segment_frames=4)

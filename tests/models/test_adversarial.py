@@ -87,3 +87,13 @@ def test_checkpoint_round_trip(tmp_path):
     other.load_state_dict(torch.load(path))
     degraded = _batch()[0][:1]
     assert torch.equal(model.sample(degraded, seed=1), other.sample(degraded, seed=1))
+
+
+def test_forward_restores_each_item_as_if_alone():
+    """Validation's fixed-noise restoration of an item does not depend on the other items of its batch."""
+    model = _model().eval()
+    degraded, _ = _batch()
+    together = model(degraded)
+    alone = torch.cat([model(degraded[i : i + 1]) for i in range(len(degraded))])
+    torch.testing.assert_close(together, alone)
+    assert not torch.allclose(together[0], degraded[0])  # the noise reaches the output

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from musicbench.models.base import System, build_optimizer, track_seed
+from musicbench.models.base import ItemMeans, System, build_optimizer, per_item, track_seed
 
 
 class Gain(System):
@@ -62,3 +62,29 @@ def test_a_system_without_estimate_says_so():
 def test_track_seed_is_stable_and_31_bit():
     assert track_seed("bwv101.7") == track_seed("bwv101.7") != track_seed("bwv101.7", base=1)
     assert 0 <= track_seed("x" * 1000, base=2**40) < 2**31 - 1
+
+
+def test_item_means_over_shards_equal_the_mean_over_all_items():
+    """Two processes' sums and counts, added up, give the mean over all items; Lightning's mean of the
+    processes' means (sync_dist=True) would not, with unequal shards."""
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
+    shards = [values[0::2], values[1::2]]  # 3 and 2 items, as an unpadded sampler splits 5
+    means = []
+    for shard in shards:
+        m = ItemMeans()
+        m.update("val/x", shard[:2])
+        m.update("val/x", shard[2:])  # a second batch
+        means.append(m)
+    # Process 0's compute, with the all-reduce that adds process 1's (sum, count).
+    result = means[0].compute(lambda t: t + means[1]._totals["val/x"][None])
+    assert result["val/x"].dtype == torch.float64
+    assert float(result["val/x"]) == pytest.approx(float(values.mean()))
+    assert float(torch.stack([s.mean() for s in shards]).mean()) != pytest.approx(float(values.mean()))
+    assert ItemMeans().compute(lambda t: t) == {}
+
+
+def test_per_item_applies_a_batch_mean_to_each_item_alone():
+    a, b = torch.randn(3, 2, 10), torch.randn(3, 2, 10)
+    values = per_item(torch.nn.functional.l1_loss, a, b)
+    assert values.shape == (3,)
+    torch.testing.assert_close(values, (a - b).abs().mean(dim=(1, 2)))

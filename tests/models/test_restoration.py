@@ -85,3 +85,27 @@ def test_identity_returns_the_input_and_trains_nothing():
     assert torch.equal(model.separate(degraded), degraded[:, None])
     assert model.configure_optimizers() is None
     assert model.training_step((degraded, clean), 0) is None
+
+
+def test_validation_metrics_are_means_over_items_whatever_the_batching():
+    """val/sdr, val/lsd and val/loss are means over the items (System.log_items), so batches of 2 and of 1
+    over 3 items (an uneven last batch) log the same values."""
+    from musicbench.metrics.restoration import log_spectral_distance
+    from musicbench.metrics.sdr import global_sdr
+
+    degraded, clean = lowpass_pair(batch=3)
+    model = IdentityRestorer(sample_rate=SR)
+    data = torch.utils.data.TensorDataset(degraded, clean)
+    logged = []
+    for batch_size in (2, 1):
+        trainer = pl.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        (metrics,) = trainer.validate(model, torch.utils.data.DataLoader(data, batch_size=batch_size))
+        logged.append(metrics)
+    assert logged[0] == pytest.approx(logged[1], rel=1e-6)
+    expected_loss = torch.stack([(degraded[i] - clean[i, 0]).abs().mean() for i in range(3)]).mean()
+    assert logged[0]["val/loss"] == pytest.approx(float(expected_loss), rel=1e-6)
+    assert logged[0]["val/sdr"] == pytest.approx(float(global_sdr(clean[:, 0], degraded).mean()), rel=1e-6)
+    lsd = log_spectral_distance(clean[:, 0], degraded, SR).mean()
+    assert logged[0]["val/lsd"] == pytest.approx(float(lsd), rel=1e-6)

@@ -1,8 +1,17 @@
+import os
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from musicbench.utils.config import CONFIG_DIR, _signature, register_resolvers, set_threads, to_container
+from musicbench.utils.config import (
+    CONFIG_DIR,
+    _signature,
+    launch_rank,
+    register_resolvers,
+    set_threads,
+    to_container,
+)
 
 
 def test_signature_is_a_short_stable_hash_or_base():
@@ -23,11 +32,14 @@ def test_the_config_dir_holds_the_primary_configs():
     assert (CONFIG_DIR / "train.yaml").is_file() and (CONFIG_DIR / "eval.yaml").is_file()
 
 
-def test_set_threads_sets_torch_and_rejects_bad_values():
+def test_set_threads_sets_torch_and_rejects_bad_values(monkeypatch):
     before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored after the test
     try:
         set_threads(1)
         assert torch.get_num_threads() == 1
+        # Read by Lightning's DDP launcher, which otherwise divides the cores between its processes.
+        assert os.environ["OMP_NUM_THREADS"] == "1"
         set_threads(None)  # leaves it
         assert torch.get_num_threads() == 1
     finally:
@@ -77,3 +89,19 @@ def test_link_data_paths_upgrades_configs_stored_with_literal_roots():
     linked = link_data_paths(old)
     assert linked["data"] == {"root": "${paths.chorales_root}", "cache_dir": "/runs/x", "sources": ["a"]}
     assert link_data_paths(linked) == linked
+
+
+@pytest.mark.parametrize(
+    ("env", "rank"),
+    [({}, 0), ({"SLURM_PROCID": "1"}, 1), ({"LOCAL_RANK": "1"}, 1), ({"RANK": "0", "LOCAL_RANK": "1"}, 0)],
+)
+def test_launch_rank_and_rank_zero_resolver(monkeypatch, env, rank):
+    """The launcher's rank before any process group: global ranks (RANK, SLURM_PROCID) first."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    register_resolvers()
+    assert launch_rank() == rank
+    subdir = OmegaConf.create({"d": "${mb_rank_zero:.hydra}"}).d
+    assert subdir == (".hydra" if rank == 0 else None)

@@ -98,8 +98,10 @@ def dataset_identity(
     }
 
 
-def check_run_data(run_dir: str | Path, identity: dict[str, Any]) -> None:
+def check_run_data(run_dir: str | Path, identity: dict[str, Any], record: bool = True) -> None:
     """Record ``identity`` in ``<run_dir>/data.json``, or refuse a run folder computed on other data.
+
+    ``record=False`` only checks (the processes of a multi-process training other than the first).
 
     A folder whose ``data.json`` names other data and that holds checkpoints or results computed from it
     raises :class:`DataChangedError` naming the splits and tracks that differ, the old and new roots,
@@ -133,7 +135,8 @@ def check_run_data(run_dir: str | Path, identity: dict[str, Any]) -> None:
             run_dir,
             DATA_JSON,
         )
-    write_json_atomic(path, identity)
+    if record:
+        write_json_atomic(path, identity)
 
 
 def describe_change(run_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -208,8 +209,9 @@ class SplitLoaders(pl.LightningDataModule):
         sample_rate: rate of the items in Hz; converts the lengths in seconds below to samples.
         chunk_seconds: training chunk length in seconds (``round(chunk_seconds * sample_rate)`` samples).
         samples_per_epoch: training items per epoch.
-        batch_size: training batch size.
-        eval_batch_size: validation batch size (must be 1 when validating on full tracks).
+        batch_size: training batch size per process (Lightning's convention: with DDP the global batch is
+            ``batch_size * devices * num_nodes``).
+        eval_batch_size: validation batch size per process (must be 1 when validating on full tracks).
         num_workers: DataLoader worker processes (persistent when > 0).
         valid_segment_seconds: validation segment length in seconds; ``None`` validates on full tracks.
         seed: seed of the training chunks (items are a function of ``(seed, index)``).
@@ -358,7 +360,24 @@ class SplitLoaders(pl.LightningDataModule):
         assert self.valid_set is not None
         if len(self.valid_set) == 0:
             return []
-        return self._loader(self.valid_set, self.eval_batch_size)
+        return self._loader(self.valid_set, self.eval_batch_size, self._shard(self.valid_set))
+
+    def _shard(self, dataset: EvalDataset) -> Sampler | None:
+        """With several processes: this process's share of ``dataset`` (items ``rank, rank + world, ...``),
+        without the repeated items Lightning's own distributed sampler pads with (they would count twice
+        in a validation mean; ``System.log_items`` reduces sums and counts instead). ``None`` otherwise."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        if len(dataset) < trainer.world_size:
+            raise ConfigError(
+                f"the validation set has {len(dataset)} item(s), fewer than the {trainer.world_size} "
+                "processes, and each process needs one: validate on more tracks (data.valid_tracks), on "
+                "shorter segments (data.valid_segment_seconds), or with fewer trainer.devices"
+            )
+        return UnrepeatedDistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
 
     def test_dataloader(self) -> DataLoader:
         """Full test tracks, one per batch, in ``tracks("test")`` order."""

@@ -214,9 +214,16 @@ class AdversarialRestorer(RestorationModule):
         )
 
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
-        """One restoration with the fixed noise of ``seed`` (validation metrics do not jitter with z)."""
-        return self.restore(
-            degraded, generator=torch.Generator(device=degraded.device).manual_seed(self.seed)
+        """One restoration per item ``(B, C, T)``, each with the fixed noise of ``seed`` drawn for that item
+        alone: validation metrics neither jitter with z nor depend on which items share a batch (one
+        process and several batch the validation items differently)."""
+        return torch.cat(
+            [
+                self.restore(
+                    x.unsqueeze(0), generator=torch.Generator(device=x.device).manual_seed(self.seed)
+                )
+                for x in degraded
+            ]
         )
 
     def on_train_epoch_end(self) -> None:

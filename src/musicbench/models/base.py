@@ -8,7 +8,7 @@ its one-pass :meth:`System.estimate` and its training/validation steps. The eval
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -84,6 +84,51 @@ def build_optimizer(
     return opt, (scheduler(optimizer=opt) if scheduler is not None else None)
 
 
+class ItemMeans:
+    """Means of per-item values over all the items of a validation epoch, exact under multi-process DDP.
+
+    Lightning's own epoch means go wrong with several processes: ``sync_dist=True`` averages the
+    processes' means (items weigh unequally when the processes saw unequal counts), and its
+    distributed sampler pads the validation set with repeated items. Here every process adds up sums
+    and counts (float64) and one sum over the processes adds those up, so the mean is the one a
+    single process computes over the same items (to float64 rounding of the summation order).
+    The validation loaders shard the set without padding (``SplitLoaders.val_dataloader``).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._totals: dict[str, torch.Tensor] = {}  # name -> float64 (sum, count)
+
+    def update(self, name: str, values: torch.Tensor) -> None:
+        """Add per-item values: ``(B,)`` (or any shape: every element is one item)."""
+        values = values.detach().double().reshape(-1)
+        total = torch.stack([values.sum(), values.new_tensor(values.numel())])
+        self._totals[name] = self._totals[name] + total if name in self._totals else total
+
+    def compute(self, sum_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{name: mean}`` (float64 scalars) over the items of every process.
+
+        ``sum_over_processes`` sums a tensor over the processes (an all-reduce; the identity for one
+        process). Every process must call this with the same names (each sees at least one item).
+        """
+        names = sorted(self._totals)
+        if not names:
+            return {}
+        totals = sum_over_processes(torch.stack([self._totals[n] for n in names]))  # (names, 2)
+        return {n: totals[i, 0] / totals[i, 1] for i, n in enumerate(names)}
+
+
+def per_item(fn: Callable[..., torch.Tensor], *batches: torch.Tensor) -> torch.Tensor:
+    """``fn`` (a batch-mean such as a loss) applied to each item of the batches alone: ``(B,)``.
+
+    An item's value then does not depend on which items share its batch (a multi-process validation
+    batches the items differently from a single process).
+    """
+    return torch.stack([fn(*(b[i : i + 1] for b in batches)).reshape(()) for i in range(len(batches[0]))])
+
+
 class System(pl.LightningModule):
     """Owns what every model shares: the optimizer and scheduler factories, full-track inference by
     overlap-add of chunks, and the systems it gives the evaluation runner.
@@ -116,6 +161,8 @@ class System(pl.LightningModule):
             context_seconds,
             crossfade_seconds,
         )
+        self._val_means = ItemMeans()
+        self._val_prog_bar: set[str] = set()
 
     # --- inference -----------------------------------------------------------------------------------
     def estimate(self, audio: torch.Tensor) -> torch.Tensor:
@@ -152,6 +199,26 @@ class System(pl.LightningModule):
         (see :mod:`musicbench.evaluation.systems`).
         """
         return {MODEL: self.separate(audio.unsqueeze(0))[0]}
+
+    # --- validation metrics ---------------------------------------------------------------------------
+    def log_items(self, values: Mapping[str, torch.Tensor], prog_bar: Iterable[str] = ()) -> None:
+        """Log per-item validation values ``{name: (B,)}``: at the end of the epoch each name is logged
+        as the mean over every item of every process (:class:`ItemMeans`), the same value on each
+        process. Names in ``prog_bar`` also show in the progress bar."""
+        for name, value in values.items():
+            self._val_means.update(name, value)
+        self._val_prog_bar.update(prog_bar)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_means.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        strategy = self.trainer.strategy
+        for name, mean in self._val_means.compute(lambda t: strategy.reduce(t, reduce_op="sum")).items():
+            # Every process holds the same value: "max" over the processes returns it exactly (Lightning
+            # warns about epoch values logged without sync_dist under DDP; a mean could round).
+            self.log(name, mean.float(), prog_bar=name in self._val_prog_bar, sync_dist=True, reduce_fx="max")
+        self._val_means.reset()
 
     # --- optimisation --------------------------------------------------------------------------------
     def configure_callbacks(self) -> list[pl.Callback]:

@@ -15,7 +15,7 @@ from torch import nn
 from musicbench.audio.stft import Stft
 from musicbench.metrics.restoration import log_spectral_distance
 from musicbench.metrics.sdr import global_sdr
-from musicbench.models.base import System
+from musicbench.models.base import System, per_item
 
 
 class RestorationModule(System):
@@ -59,11 +59,17 @@ class RestorationModule(System):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         degraded, clean = batch
-        clean, bs = clean[:, 0], degraded.shape[0]
+        clean = clean[:, 0]
         est = self(degraded)
-        self.log("val/loss", self.loss(est, clean), batch_size=bs)
-        self.log("val/sdr", global_sdr(clean, est).float().mean(), prog_bar=True, batch_size=bs)
-        self.log("val/lsd", log_spectral_distance(clean, est, self.sample_rate).float().mean(), batch_size=bs)
+        # Per item, averaged over the epoch's items of every process (System.log_items).
+        self.log_items(
+            {
+                "val/loss": per_item(self.loss, est, clean),
+                "val/sdr": global_sdr(clean, est),
+                "val/lsd": log_spectral_distance(clean, est, self.sample_rate),
+            },
+            prog_bar=["val/sdr"],
+        )
 
 
 class IdentityRestorer(RestorationModule):

@@ -10,7 +10,7 @@ from torch import nn
 
 from musicbench.audio.stft import Stft
 from musicbench.metrics.sdr import global_sdr
-from musicbench.models.base import OptimizerFactory, SchedulerFactory, System
+from musicbench.models.base import OptimizerFactory, SchedulerFactory, System, per_item
 
 
 class MaskSeparator(System):
@@ -101,9 +101,8 @@ class MaskSeparator(System):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         mixture, targets = batch
-        bs = mixture.shape[0]
-        self.log("val/loss", self._loss(mixture, targets), batch_size=bs)
-        sdr = global_sdr(targets, self(mixture)).float()  # (B, S)
-        for i, name in enumerate(self.sources):
-            self.log(f"val/sdr/{name}", sdr[:, i].mean(), batch_size=bs)
-        self.log("val/sdr", sdr.mean(), prog_bar=True, batch_size=bs)
+        sdr = global_sdr(targets, self(mixture))  # (B, S)
+        # Per item, averaged over the epoch's items of every process (System.log_items).
+        values = {"val/loss": per_item(self._loss, mixture, targets), "val/sdr": sdr.mean(1)}
+        values.update({f"val/sdr/{name}": sdr[:, i] for i, name in enumerate(self.sources)})
+        self.log_items(values, prog_bar=["val/sdr"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def register_resolvers() -> None:
     ``mb_local_gpus``, ``mb_slurm_gpus``, ``mb_plus_one`` (idempotent; needed before Hydra composes our
     configs)."""
     resolvers = {
+        # ${mb_rank_zero:x}: x in the process of global rank 0, else null (the other processes of a
+        # multi-process run started by SLURM share the run folder and leave its files to rank 0).
+        "mb_rank_zero": lambda value: value if launch_rank() == 0 else None,
         "mb_sig": _signature,
         "mb_abspath": lambda p: str(Path(p).expanduser().resolve()),
         # "val/sdr" -> "sdr": a metric's name in checkpoint file names.
@@ -96,6 +100,18 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    # Lightning's multi-process launcher divides the cores between its processes (torch.set_num_threads)
+    # unless this variable is set; the processes it starts inherit it.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def launch_rank() -> int:
+    """The global rank of this process as its launcher says (``RANK``, else ``SLURM_PROCID``, else
+    ``LOCAL_RANK``), before any process group exists; 0 for a process started alone."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
