@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -99,22 +100,18 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
         self._process_searchspace_config()
         distributions, fixed = search_space([*self._parse_sweeper_params_config(), *arguments])
         directions = self._get_directions()
-        sampler = self.sampler
-        n_trials = int(self.n_trials)
-        if isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler:
-            grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
-            sampler = sampler(grid)
-            n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file goes there
         with _sweep_lock(sweep_dir, self.study_name):
             study = optuna.create_study(
                 study_name=self.study_name,
                 storage=self.storage,
-                sampler=sampler,
+                sampler=optuna.samplers.RandomSampler(),  # replaced below, once the study's size is known
                 directions=directions,
                 load_if_exists=True,
             )
+            sampler, n_trials = self._sampler(distributions, len(study.trials))
+            study.sampler = sampler
             self._check_command(study)
             log.info(
                 "study %s (%s), %s, directions %s: %d of %d trials finished",
@@ -128,11 +125,30 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             self._run(study, distributions, fixed, n_trials)
             self._summarize(study, n_trials, final=True)
 
+    def _sampler(self, distributions: dict[str, BaseDistribution], n_existing: int) -> tuple[Any, int]:
+        """The sampler, and n_trials (capped by the size of a grid).
+
+        A seeded sampler continuing a study is seeded with ``seed + n_existing``: with its first seed it
+        would propose the trials it proposed before the interruption again.
+        """
+        sampler, n_trials = self.sampler, int(self.n_trials)
+        if isinstance(sampler, DictConfig):  # (the sweeper's config does not instantiate it: _recursive_)
+            sampler = OmegaConf.to_container(sampler, resolve=True)
+            if n_existing and sampler.get("seed") is not None:
+                sampler["seed"] = int(sampler["seed"]) + n_existing
+            sampler = hydra.utils.instantiate(sampler)
+        if isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler:
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
+            sampler = sampler(grid)
+            n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
+        return sampler, n_trials
+
     def _run(
         self, study: optuna.Study, distributions: dict[str, BaseDistribution], fixed: dict[str, Any], n_trials: int
     ) -> None:
         # Trials a killed sweep left RUNNING: their parameters are in the study; run them again first.
         stale = [Trial(study, t._trial_id) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        self._check_failures(study, n_trials)  # a study that failed too often stops before running more
         if stale:
             log.info("re-running trial(s) %s, left running by an interrupted sweep", [t.number for t in stale])
         while (to_go := n_trials - _n_finished(study)) > 0:
