@@ -28,7 +28,17 @@ FAST = [
     "data.valid_segment_seconds=1.0",
     "callbacks.progress_bar=null",
 ]
-SUMMARY_KEYS = {"schema_version", "sweeper", "study", "metric", "mode", "n_trials", "counts", "best", "trials"}
+SUMMARY_KEYS = {
+    "schema_version",
+    "sweeper",
+    "study",
+    "metric",
+    "mode",
+    "n_trials",
+    "counts",
+    "best",
+    "trials",
+}
 ROW_KEYS = {"number", "state", "value", "params", "overrides", "run_dir", "wall_time_s", "error"}
 # A search preset of the tests (next to the shipped ones through --config-dir).
 TINY_SEARCH = """# @package _global_
@@ -85,7 +95,9 @@ def _study(sweep_dir: Path, name: str) -> optuna.Study:
 
 
 def test_optuna_sweep_runs_n_trials_and_summarizes_the_best(tmp_path, tiny_chorales_root):
-    cmd = _mb_train(tmp_path, tiny_chorales_root, "hparams_search=unet_optuna", "hydra.sweeper.n_trials=3", *FAST)
+    cmd = _mb_train(
+        tmp_path, tiny_chorales_root, "hparams_search=unet_optuna", "hydra.sweeper.n_trials=3", *FAST
+    )
     proc = _run(cmd, tmp_path)
     sweep_dir = tmp_path / "out" / "train" / "default"
     study = _study(sweep_dir, "default-unet_optuna")
@@ -99,7 +111,9 @@ def test_optuna_sweep_runs_n_trials_and_summarizes_the_best(tmp_path, tiny_chora
         "model.net.kernel_size",
         "model.net.dropout",
     }
-    assert type(study.best_trial.distributions["model.optimizer.lr"]) is optuna.distributions.FloatDistribution
+    assert (
+        type(study.best_trial.distributions["model.optimizer.lr"]) is optuna.distributions.FloatDistribution
+    )
     assert study.best_trial.distributions["model.optimizer.lr"].log
 
     summary = _summary(sweep_dir)
@@ -120,7 +134,11 @@ def test_optuna_sweep_runs_n_trials_and_summarizes_the_best(tmp_path, tiny_chora
 
 def _in_progress(sweep_dir: Path) -> list[Path]:
     """Run folders of jobs in the middle of their training: a checkpoint, but no trial.json yet."""
-    return [p.parents[1] for p in sweep_dir.glob("*/checkpoints/last.ckpt") if not (p.parents[1] / "trial.json").exists()]
+    return [
+        p.parents[1]
+        for p in sweep_dir.glob("*/checkpoints/last.ckpt")
+        if not (p.parents[1] / "trial.json").exists()
+    ]
 
 
 def _n_complete(sweep_dir: Path, name: str) -> int:

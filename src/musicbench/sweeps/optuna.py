@@ -26,13 +26,16 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra_plugins.hydra_optuna_sweeper._impl import (  # type: ignore[import-untyped]
+    OptunaSweeperImpl,
+    create_params_from_overrides,
+)
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -63,9 +66,13 @@ def modern_distribution(distribution: BaseDistribution) -> BaseDistribution:
     (``LogUniformDistribution`` and the others subclass those two since Optuna 3, with the same fields.)
     """
     if isinstance(distribution, FloatDistribution):
-        return FloatDistribution(distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+        return FloatDistribution(
+            distribution.low, distribution.high, log=distribution.log, step=distribution.step
+        )
     if isinstance(distribution, IntDistribution):
-        return IntDistribution(distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+        return IntDistribution(
+            distribution.low, distribution.high, log=distribution.log, step=distribution.step
+        )
     return distribution
 
 
@@ -73,7 +80,9 @@ def search_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution],
     """The distributions and fixed values of the sweep's override lines (``key=interval(...)`` etc.)."""
     with warnings.catch_warnings():
         # The plugin builds Optuna's deprecated distribution classes; they are converted below.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*Distribution has been deprecated")
+        warnings.filterwarnings(
+            "ignore", category=FutureWarning, message=r".*Distribution has been deprecated"
+        )
         distributions, fixed = create_params_from_overrides(list(arguments))
     return {k: modern_distribution(d) for k, d in distributions.items() if k not in fixed}, fixed
 
@@ -88,7 +97,9 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, max_failure_rate: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not 0.0 <= float(max_failure_rate) <= 1.0:
-            raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: expected a value in [0, 1]")
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate}: expected a value in [0, 1]"
+            )
         self.max_failure_rate = float(max_failure_rate)
 
     def sweep(self, arguments: list[str]) -> None:
@@ -133,10 +144,10 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
         """
         sampler, n_trials = self.sampler, int(self.n_trials)
         if isinstance(sampler, DictConfig):  # (the sweeper's config does not instantiate it: _recursive_)
-            sampler = OmegaConf.to_container(sampler, resolve=True)
-            if n_existing and sampler.get("seed") is not None:
-                sampler["seed"] = int(sampler["seed"]) + n_existing
-            sampler = hydra.utils.instantiate(sampler)
+            spec = cast(dict[str, Any], OmegaConf.to_container(sampler, resolve=True))
+            if n_existing and spec.get("seed") is not None:
+                spec["seed"] = int(spec["seed"]) + n_existing
+            sampler = hydra.utils.instantiate(spec)
         if isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler:
             grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
             sampler = sampler(grid)
@@ -144,13 +155,21 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
         return sampler, n_trials
 
     def _run(
-        self, study: optuna.Study, distributions: dict[str, BaseDistribution], fixed: dict[str, Any], n_trials: int
+        self,
+        study: optuna.Study,
+        distributions: dict[str, BaseDistribution],
+        fixed: dict[str, Any],
+        n_trials: int,
     ) -> None:
         # Trials a killed sweep left RUNNING: their parameters are in the study; run them again first.
-        stale = [Trial(study, t._trial_id) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        stale = [
+            Trial(study, t._trial_id) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        ]
         self._check_failures(study, n_trials)  # a study that failed too often stops before running more
         if stale:
-            log.info("re-running trial(s) %s, left running by an interrupted sweep", [t.number for t in stale])
+            log.info(
+                "re-running trial(s) %s, left running by an interrupted sweep", [t.number for t in stale]
+            )
         while (to_go := n_trials - _n_finished(study)) > 0:
             size = min(self.n_jobs, to_go)
             trials, stale = stale[:size], stale[size:]
@@ -229,7 +248,9 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         rows = [_row(t, sweep_dir) for t in study.get_trials(deepcopy=False)]
         best = None
-        if len(study.directions) == 1 and any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        if len(study.directions) == 1 and any(
+            t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
+        ):
             best = next(r for r in rows if r.number == study.best_trial.number)
         metric = OmegaConf.select(self.config, "optimized_metric")
         mode = str(OmegaConf.select(self.config, "optimized_mode") or "max")
@@ -273,7 +294,7 @@ def _command_overrides(config: DictConfig) -> list[str]:
     exclude = set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys") or [])
     parser = OverridesParser.create()
     lines = list(OmegaConf.select(config, "hydra.overrides.task") or [])
-    return sorted(o.input_line for o in parser.parse_overrides(lines) if o.key_or_group not in exclude)
+    return sorted(str(o.input_line) for o in parser.parse_overrides(lines) if o.key_or_group not in exclude)
 
 
 @contextlib.contextmanager
@@ -292,4 +313,3 @@ def _sweep_lock(sweep_dir: Path, study_name: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-

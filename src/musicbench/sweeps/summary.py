@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -166,7 +166,7 @@ def trials_table(rows: Sequence[TrialRow], metric: str | None, best: TrialRow | 
     keys = _param_keys(rows)
     table = Table(title=f"sweep: {len(rows)} trials, objective {metric} (* best)")
     for name in ["#", "state", str(metric), *keys, "wall s", "run folder"]:
-        justify = "left" if name in ("state", "run folder") else "right"
+        justify: Literal["left", "right"] = "left" if name in ("state", "run folder") else "right"
         table.add_column(escape(name), justify=justify, overflow="fold")
     for r in sorted(rows, key=lambda r: r.number):
         mark = "*" if best is not None and r.number == best.number else ""
@@ -188,7 +188,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def print_summary(rows: Sequence[TrialRow], metric: str | None, best: TrialRow | None, sweep_dir: Path) -> None:
+def print_summary(
+    rows: Sequence[TrialRow], metric: str | None, best: TrialRow | None, sweep_dir: Path
+) -> None:
     """Print the trials table and where the summary files are."""
     console = Console(width=max(Console().width, 160))  # 80 columns when not a terminal: too narrow
     console.print(trials_table(rows, metric, best))
@@ -283,7 +285,9 @@ class SweepSummary(Callback):
     def _write(self, config: DictConfig, quiet: bool) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         # Run folders this process saw, plus those of remote jobs (found by this sweep's id).
-        candidates = dict.fromkeys([*self._run_dirs, *(str(p.parent) for p in sweep_dir.glob(f"*/{TRIAL_FILE}"))])
+        candidates = dict.fromkeys(
+            [*self._run_dirs, *(str(p.parent) for p in sweep_dir.glob(f"*/{TRIAL_FILE}"))]
+        )
         keys = swept_keys(config)
         rows = []
         for run_dir in candidates:
@@ -307,7 +311,9 @@ class SweepSummary(Callback):
         metric = OmegaConf.select(config, "optimized_metric")
         mode = str(OmegaConf.select(config, "optimized_mode") or "max")
         best = best_row(rows, mode)
-        write_summary(sweep_dir, rows, sweeper="grid", metric=metric, mode=mode, best=best, n_trials=len(rows))
+        write_summary(
+            sweep_dir, rows, sweeper="grid", metric=metric, mode=mode, best=best, n_trials=len(rows)
+        )
         if not quiet:
             print_summary(rows, metric, best, sweep_dir)
 
