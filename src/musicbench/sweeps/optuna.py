@@ -84,7 +84,14 @@ def search_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution],
             "ignore", category=FutureWarning, message=r".*Distribution has been deprecated"
         )
         distributions, fixed = create_params_from_overrides(list(arguments))
-    return {k: modern_distribution(d) for k, d in distributions.items() if k not in fixed}, fixed
+    space = {k: modern_distribution(d) for k, d in distributions.items() if k not in fixed}
+    # Hydra's range(start, stop, step) excludes stop; the plugin's distribution includes it.
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        key, dist = override.get_key_element(), space.get(override.get_key_element())
+        if override.is_range_sweep() and isinstance(dist, (IntDistribution, FloatDistribution)):
+            last = max(override.sweep_iterator())
+            space[key] = type(dist)(dist.low, last, step=dist.step)  # type: ignore[arg-type]
+    return space, fixed
 
 
 class ResumableOptunaSweeperImpl(OptunaSweeperImpl):

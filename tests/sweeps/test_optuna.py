@@ -1,0 +1,60 @@
+"""The Optuna sweeper's search space (current distribution classes) and the seed of a continued study."""
+
+import warnings
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from musicbench.sweeps.optuna import ResumableOptunaSweeperImpl, search_space
+
+
+def test_search_space_uses_current_distributions_without_warnings():
+    lines = [
+        "lr=tag(log, interval(1e-4, 1e-2))",
+        "p=interval(0.0, 0.5)",
+        "n=range(1, 5)",
+        "q=range(0.0, 1.0, 0.25)",
+        "w=choice(8, 16)",
+        "x=3",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distributions, fixed = search_space(lines)
+    assert distributions == {
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "p": FloatDistribution(0.0, 0.5),
+        "n": IntDistribution(1, 4),  # Hydra's range excludes its end
+        "q": FloatDistribution(0.0, 0.75, step=0.25),
+        "w": CategoricalDistribution([8, 16]),
+    }
+    assert all(
+        type(d) in (FloatDistribution, IntDistribution, CategoricalDistribution)
+        for d in distributions.values()
+    )
+    assert fixed == {"x": "3"}
+
+
+def _first_proposal(sampler) -> float:
+    study = optuna.create_study(sampler=sampler)
+    return study.ask().suggest_float("x", 0.0, 1.0)
+
+
+def test_a_continued_study_reseeds_its_sampler():
+    sweeper = ResumableOptunaSweeperImpl(
+        OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "seed": 7}),
+        "maximize",
+        None,
+        "s",
+        4,
+        1,
+        None,
+        None,
+        None,
+    )
+    fresh, n_trials = sweeper._sampler({}, n_existing=0)
+    continued, _ = sweeper._sampler({}, n_existing=3)
+    assert n_trials == 4
+    assert _first_proposal(fresh) == _first_proposal(optuna.samplers.TPESampler(seed=7))
+    assert _first_proposal(continued) == _first_proposal(optuna.samplers.TPESampler(seed=10))
+    assert _first_proposal(continued) != _first_proposal(optuna.samplers.TPESampler(seed=7))
