@@ -89,8 +89,11 @@ def search_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution],
     for override in OverridesParser.create().parse_overrides(list(arguments)):
         key, dist = override.get_key_element(), space.get(override.get_key_element())
         if override.is_range_sweep() and isinstance(dist, (IntDistribution, FloatDistribution)):
-            last = max(override.sweep_iterator())
-            space[key] = type(dist)(dist.low, last, step=dist.step)  # type: ignore[arg-type]
+            last = max(float(v) for v in override.sweep_iterator())  # type: ignore[arg-type]
+            if isinstance(dist, IntDistribution):
+                space[key] = IntDistribution(dist.low, int(last), step=dist.step)
+            else:
+                space[key] = FloatDistribution(dist.low, last, step=dist.step)
     return space, fixed
 
 
