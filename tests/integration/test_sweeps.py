@@ -132,22 +132,15 @@ def test_optuna_sweep_runs_n_trials_and_summarizes_the_best(tmp_path, tiny_chora
     assert "best: trial" in proc.stdout and "val/sdr" in proc.stdout
 
 
-def _in_progress(sweep_dir: Path) -> list[Path]:
-    """Run folders of jobs in the middle of their training: a checkpoint, but no trial.json yet."""
-    return [
-        p.parents[1]
-        for p in sweep_dir.glob("*/checkpoints/last.ckpt")
-        if not (p.parents[1] / "trial.json").exists()
-    ]
+def _mid_trial(sweep_dir: Path) -> bool:
+    """A job has ended (its trial.json) and the next is training: a checkpoint, no trial.json yet.
 
-
-def _n_complete(sweep_dir: Path, name: str) -> int:
-    if not (sweep_dir / "optuna.db").exists():
-        return 0
-    try:
-        return len(_study(sweep_dir, name).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    except KeyError:  # the study is not created yet
-        return 0
+    The jobs run one after the other and a trial is told COMPLETE right after its job ends, so the first
+    trial is complete in the study by then and the second is running.
+    """
+    ended = {p.parent for p in sweep_dir.glob("*/trial.json")}
+    training = {p.parents[1] for p in sweep_dir.glob("*/checkpoints/last.ckpt")} - ended
+    return bool(ended) and bool(training)
 
 
 def test_killed_sweep_continues_with_the_missing_trials(tmp_path, tiny_chorales_root):
@@ -160,8 +153,7 @@ def test_killed_sweep_continues_with_the_missing_trials(tmp_path, tiny_chorales_
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            # (In this order: a job's trial.json is written before its trial is told COMPLETE.)
-            if _n_complete(sweep_dir, "default-tiny_optuna") >= 1 and _in_progress(sweep_dir):
+            if _mid_trial(sweep_dir):
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.02)

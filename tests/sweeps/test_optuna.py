@@ -58,3 +58,27 @@ def test_a_continued_study_reseeds_its_sampler():
     assert _first_proposal(fresh) == _first_proposal(optuna.samplers.TPESampler(seed=7))
     assert _first_proposal(continued) == _first_proposal(optuna.samplers.TPESampler(seed=10))
     assert _first_proposal(continued) != _first_proposal(optuna.samplers.TPESampler(seed=7))
+
+
+def test_grid_sampler_runs_each_combination_once():
+    sweeper = ResumableOptunaSweeperImpl(
+        OmegaConf.create({"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": 0}),
+        "maximize",
+        None,
+        "s",
+        100,
+        1,
+        None,
+        None,
+        None,
+    )
+    distributions, _ = search_space(["n=range(1, 4)", "w=choice(8, 16)"])
+    sampler, n_trials = sweeper._sampler(distributions, n_existing=0)
+    assert isinstance(sampler, optuna.samplers.GridSampler) and n_trials == 6
+    assert sweeper._to_grid_sampler_choices(distributions["n"]) == [1, 2, 3]
+    assert sweeper._to_grid_sampler_choices(search_space(["q=range(0.0, 1.0, 0.25)"])[0]["q"]) == [
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+    ]

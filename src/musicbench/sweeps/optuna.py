@@ -37,7 +37,12 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (  # type: ignore[import-un
     create_params_from_overrides,
 )
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from musicbench.errors import ConfigError, SweepError, reported_errors, user_message
@@ -164,6 +169,15 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
         return sampler, n_trials
 
+    def _to_grid_sampler_choices(self, distribution: BaseDistribution) -> list[Any]:
+        """The values of a discrete parameter, for Optuna's GridSampler (``choice`` or ``range``)."""
+        if isinstance(distribution, CategoricalDistribution):
+            return list(distribution.choices)
+        d = distribution
+        if isinstance(d, (IntDistribution, FloatDistribution)) and d.step is not None and not d.log:
+            return [d.low + i * d.step for i in range(int(round((d.high - d.low) / d.step)) + 1)]
+        raise ConfigError(f"the grid sampler takes choice(...) or range(...) parameters, not {distribution}")
+
     def _run(
         self,
         study: optuna.Study,
@@ -192,7 +206,7 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             except Exception as exc:  # composing the jobs failed (e.g. a parameter key the config lacks)
                 for trial in trials:
                     trial.set_user_attr(ERROR, error_line(exc))
-                    study.tell(trial, state=TrialState.FAIL)
+                    _tell(study, trial, state=TrialState.FAIL)
                 raise
             self.job_idx += len(returns)
             for trial, ret in zip(trials, returns, strict=True):
@@ -201,7 +215,7 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             self._check_failures(study, n_trials)
         for trial in stale:  # n_trials was lowered below what the study already holds
             trial.set_user_attr(ERROR, "interrupted; not run again (the study has n_trials finished trials)")
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
 
     def _tell(self, study: optuna.Study, trial: Trial, ret: JobReturn) -> None:
         run_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
@@ -218,7 +232,7 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
                 message = f"the run returned {value!r}, not a value of optimized_metric"
             else:
                 if all(math.isfinite(v) for v in values):
-                    study.tell(trial, values)
+                    _tell(study, trial, values=values)
                     return
                 message = f"the objective is not finite: {values}"
         else:
@@ -227,7 +241,7 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
                 log.warning("trial %d raised", trial.number, exc_info=value)
         log.warning("trial %d failed: %s", trial.number, message)
         trial.set_user_attr(ERROR, message)
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, state=TrialState.FAIL)
 
     def _check_failures(self, study: optuna.Study, n_trials: int) -> None:
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -293,6 +307,16 @@ def _row(trial: FrozenTrial, sweep_dir: Path) -> TrialRow:
         wall_time_s=None if wall is None else round(float(wall), 3),
         error=attrs.get(ERROR),
     )
+
+
+def _tell(study: optuna.Study, trial: Trial, **kwargs: Any) -> None:
+    try:
+        study.tell(trial, **kwargs)
+    except RuntimeError as exc:
+        # Optuna's GridSampler stops the study once every combination has been asked, which only works
+        # inside Study.optimize; the trial is recorded all the same.
+        if "`Study.stop` is supposed to be invoked" not in str(exc):
+            raise
 
 
 def _n_finished(study: optuna.Study) -> int:
