@@ -164,8 +164,9 @@ def trials_csv(rows: Sequence[TrialRow]) -> str:
 def trials_table(rows: Sequence[TrialRow], metric: str | None, best: TrialRow | None) -> Table:
     """A rich table of the trials (the best one marked ``*``)."""
     keys = _param_keys(rows)
+    metric = metric or "value"  # (a task without optimized_metric, e.g. mb-eval -m)
     table = Table(title=f"sweep: {len(rows)} trials, objective {metric} (* best)")
-    for name in ["#", "state", str(metric), *keys, "wall s", "run folder"]:
+    for name in ["#", "state", metric, *keys, "wall s", "run folder"]:
         justify: Literal["left", "right"] = "left" if name in ("state", "run folder") else "right"
         table.add_column(escape(name), justify=justify, overflow="fold")
     for r in sorted(rows, key=lambda r: r.number):
