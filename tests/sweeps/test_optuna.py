@@ -3,10 +3,12 @@
 import warnings
 
 import optuna
+import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from musicbench.sweeps.optuna import ResumableOptunaSweeperImpl, search_space
+from musicbench.errors import ConfigError, SweepError
+from musicbench.sweeps.optuna import ResumableOptunaSweeperImpl, _sweep_lock, search_space
 
 
 def test_search_space_uses_current_distributions_without_warnings():
@@ -82,3 +84,33 @@ def test_grid_sampler_runs_each_combination_once():
         0.5,
         0.75,
     ]
+
+
+def test_one_sweep_per_sweep_folder(tmp_path):
+    with _sweep_lock(tmp_path, "s"):
+        with pytest.raises(SweepError, match="another sweep is running"):
+            with _sweep_lock(tmp_path, "s"):
+                pass
+    with _sweep_lock(tmp_path, "s"):  # released when the sweep ends
+        pass
+
+
+def test_a_study_is_continued_only_by_the_command_that_made_it():
+    def sweeper_for(*task_overrides):
+        sweeper = ResumableOptunaSweeperImpl(None, "maximize", None, "s", 4, 1, None, None, None)
+        sweeper.config = OmegaConf.create(
+            {
+                "hydra": {
+                    "overrides": {"task": list(task_overrides)},
+                    "job": {"config": {"override_dirname": {"exclude_keys": ["paths.output_root"]}}},
+                }
+            }
+        )
+        return sweeper
+
+    study = optuna.create_study()
+    sweeper_for("hparams_search=unet_optuna", "debug=tiny")._check_command(study)
+    # The same overrides in any order, or keys left out of run folder names: the same sweep.
+    sweeper_for("debug=tiny", "hparams_search=unet_optuna", "paths.output_root=/x")._check_command(study)
+    with pytest.raises(ConfigError, match=r"made by a sweep with the overrides .*hydra.sweeper.study_name"):
+        sweeper_for("hparams_search=unet_optuna", "debug=tiny", "seed=1")._check_command(study)
