@@ -47,6 +47,10 @@ class OutputError(UserError, OSError):
     """An output (run folder, result, checkpoint) cannot be written."""
 
 
+class SweepError(UserError):
+    """A sweep cannot go on: too many failed trials, or another process runs the same study."""
+
+
 FULL_ERROR_HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
 
 

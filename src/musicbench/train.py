@@ -93,6 +93,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         except SIGTERMException as exc:
             raise preemption.exit(exc) from None
         _warn_if_time_capped(trainer)
+        monitored = cfg.get("optimized_metric")
+        if ckpt and monitored and monitored not in trainer.callback_metrics and not trainer.fast_dev_run:
+            # Resumed from a checkpoint written at the end of training (e.g. a sweep killed before the
+            # trial was recorded): nothing was trained or validated, so validate once for the metric, without
+            # logging it again (the run's metric history already ends with it).
+            log.info("training had already ended in %s: validating once for %s", ckpt, monitored)
+            loggers_of_fit, trainer.loggers = trainer.loggers, []
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+            trainer.loggers = loggers_of_fit
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         # The test stage runs in rank 0 alone (its evaluation is not distributed); the others end here.
         if cfg.get("test") and not trainer.fast_dev_run and trainer.is_global_zero:

@@ -1,0 +1,1 @@
+"""musicbench's Hydra sweeper plugins (Hydra loads plugins from the ``hydra_plugins`` namespace only)."""
