@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,16 @@ class SlurmCluster:
         match = re.search(r"^JobCompLoc=(.+)$", self.conf.read_text(), re.M)
         assert match, f"no JobCompLoc in {self.conf}"
         return Path(match.group(1).strip())
+
+    def wait_finished(self, keep, count: int, timeout: float = 60.0) -> list[dict[str, str]]:
+        """The finished jobs for which ``keep(record)`` is true, once there are ``count`` of them: slurmctld
+        writes a record shortly after the job's result reached the submitting process."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [r for r in self.finished_jobs() if keep(r)]
+            if len(records) >= count or time.monotonic() > deadline:
+                return records
+            time.sleep(0.2)
 
     def finished_jobs(self) -> list[dict[str, str]]:
         """The job completion log: one ``{field: value}`` per finished job."""

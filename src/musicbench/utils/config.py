@@ -72,6 +72,9 @@ def register_resolvers() -> None:
         # ${mb_rank_zero:x}: x in the process of global rank 0, else null (the other processes of a
         # multi-process run started by SLURM share the run folder and leave its files to rank 0).
         "mb_rank_zero": lambda value: value if launch_rank() == 0 else None,
+        # ${mb_rank_suffix:}: "_rank<k>" in a process of rank k > 0 that a cluster started (RANK or
+        # SLURM_PROCID), else "" (Lightning names the processes it starts itself: train_ddp_process_<k>).
+        "mb_rank_suffix": lambda: f"_rank{launch_rank()}" if launch_rank(local=False) else "",
         "mb_sig": _signature,
         "mb_abspath": lambda p: str(Path(p).expanduser().resolve()),
         # "val/sdr" -> "sdr": a metric's name in checkpoint file names.
@@ -105,10 +108,10 @@ def set_threads(threads: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def launch_rank() -> int:
-    """The global rank of this process as its launcher says (``RANK``, else ``SLURM_PROCID``, else
-    ``LOCAL_RANK``), before any process group exists; 0 for a process started alone."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+def launch_rank(local: bool = True) -> int:
+    """The global rank of this process as its launcher says (``RANK``, else ``SLURM_PROCID``, else, with
+    ``local``, ``LOCAL_RANK``), before any process group exists; 0 for a process started alone."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if local else ("RANK", "SLURM_PROCID"):
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 0
