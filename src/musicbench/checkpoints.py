@@ -220,7 +220,9 @@ def resume_step(path: str | Path) -> int:
     logs (Lightning logs metrics at this count, not at ``global_step``, which counts optimizer steps)."""
     state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
     loop = state.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-    return int(loop.get("_batches_that_stepped", state.get("global_step", 0)))
+    step = int(loop.get("_batches_that_stepped", state.get("global_step", 0)))
+    # Written in on_train_batch_end (a preemption): the batch is done but not yet counted as stepped.
+    return step + 1 if (state.get(PREEMPTED_KEY) or {}).get("in_batch_end") else step
 
 
 def _checkpoint_files(ckpt_dir: Path) -> list[Path]:

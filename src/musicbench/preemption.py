@@ -28,6 +28,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.trainer.states import RunningStage
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicbench.checkpoints import LAST, PREEMPTED_KEY
@@ -104,13 +105,20 @@ class PreemptionCheckpoint(pl.Callback):
                 self._received = self._received or int(signal.SIGTERM)
                 connector.received_sigterm = False
             return
-        self._save(trainer)
+        # Lightning hands this batch's logged values to the loggers after this hook, which the stop skips:
+        # hand them over now, so the metric history has the batch (the resumed run starts after it).
+        connector = trainer._logger_connector
+        connector.on_batch_end()
+        connector.update_train_step_metrics()
+        for logger in trainer.loggers:
+            logger.save()
+        self._save(trainer, in_batch_end=True)
         raise SIGTERMException
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._stop_at_epoch_start:
             if not _saved_at_this_step(trainer):
-                self._save(trainer)
+                self._save(trainer, in_batch_end=False)
             self._saved = True
             raise SIGTERMException
 
@@ -120,10 +128,15 @@ class PreemptionCheckpoint(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        # Lightning stopped on SIGTERM before this callback saw it (between two batches), or after an
-        # epoch's last batch: save there, unless the end-of-epoch last.ckpt is of this very step.
-        if isinstance(exception, SIGTERMException) and not self._saved and not _saved_at_this_step(trainer):
-            self._save(trainer)
+        if not isinstance(exception, SIGTERMException) or self._saved or _saved_at_this_step(trainer):
+            return
+        if trainer.state.stage != RunningStage.TRAINING:
+            # Lightning stopped inside a validation pass: no checkpoint there resumes exactly, so the rerun
+            # starts from the previous last.ckpt (an epoch end) and does this epoch again, the same way.
+            log.warning("stopped during validation: the rerun resumes from the last end-of-epoch checkpoint")
+            return
+        # Lightning stopped between two training batches, before this callback saw the signal.
+        self._save(trainer, in_batch_end=False)
 
     def exit(self, exception: SIGTERMException) -> Preempted:
         """After the training stopped on a signal (``last.ckpt`` written): hand over to the job's own
@@ -137,10 +150,13 @@ class PreemptionCheckpoint(pl.Callback):
             previous(signum, None)
         return Preempted(_EXIT_BASE + signum)
 
-    def _save(self, trainer: pl.Trainer) -> None:
+    def _save(self, trainer: pl.Trainer, in_batch_end: bool) -> None:
         path = self.checkpoint_dir / LAST
         done = _batches_done(trainer)
         self._marker = {
+            # Written in on_train_batch_end, before Lightning counts the batch as stepped (its restart
+            # adds it back): the resumed run logs from the next step (checkpoints.resume_step).
+            "in_batch_end": in_batch_end,
             "epoch": int(trainer.current_epoch),
             "batches_done": int(done),
             "epoch_end": bool(done >= trainer.num_training_batches),

@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from musicbench.checkpoints import PREEMPTED_KEY
+from musicbench.checkpoints import PREEMPTED_KEY, resume_step
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -139,9 +139,11 @@ def test_a_job_handler_of_the_signal_gets_it_after_last_ckpt_is_written(tmp_path
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["global_step"] == 3 and state[PREEMPTED_KEY] == {
         "epoch": 1,
+        "in_batch_end": True,
         "batches_done": 1,
         "epoch_end": False,
     }
+    assert resume_step(last) == 3  # the rerun logs from the step after the saved batch
 
 
 def _with(extra):
