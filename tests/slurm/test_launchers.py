@@ -192,7 +192,7 @@ PREEMPTED_RUN = ["trainer.max_epochs=8"]
 
 
 @pytest.mark.slurm
-@pytest.mark.parametrize("how", ["signal", "requeue"])
+@pytest.mark.parametrize("how", ["signal"])
 def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
     how, slurm_cluster, uninterrupted, tiny_chorales_root, tmp_path
 ):
