@@ -103,3 +103,17 @@ def resume_loggers(loggers: Iterable[Any], step: int) -> None:
             if logger._experiment is not None:
                 raise RuntimeError("resume_loggers must be called before the TensorBoard writer is created")
             logger._kwargs["purge_step"] = step  # passed on to torch's SummaryWriter
+
+
+def close_loggers(loggers: Iterable[Any], status: str = "success") -> None:
+    """End every logger's run: ``finalize(status)`` (``"success"`` or ``"failed"``), and for W&B also end
+    its run (``finish``), which Lightning's ``WandbLogger`` leaves open until the process exits: a later
+    run in the same process (a sweep's next job) would continue it, and an offline run's files would be
+    complete only at exit."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        logger.finalize(status)
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.finish(exit_code=0 if status == "success" else 1)
+            logger._experiment = None
