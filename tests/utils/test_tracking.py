@@ -152,3 +152,18 @@ def test_a_multirun_job_groups_its_wandb_run_by_the_sweep_folder(tmp_path):
         assert cfg.logger.wandb.group == "lr_grid"  # outputs/train/lr_grid: the sweep folder
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_params_go_to_the_trackers_not_to_the_csv_logger(tmp_path):
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from musicbench.utils.loggers import CSVLogger
+    from musicbench.utils.tracking import log_params
+
+    csv = CSVLogger(tmp_path, name="csv", version="")
+    tensorboard = TensorBoardLogger(tmp_path, name="tb", version="", default_hp_metric=False)
+    log_params([csv, tensorboard], {"seed": 1, "run.signature": "abc"})
+    csv.finalize("success")
+    tensorboard.finalize("success")
+    assert not (tmp_path / "csv" / "hparams.yaml").exists()
+    assert "run.signature: abc" in (tmp_path / "tb" / "hparams.yaml").read_text()

@@ -71,9 +71,11 @@ def run_params(config: Mapping[str, Any], run_dir: str | Path, data_digest: str 
 
 
 def log_params(loggers: Iterable[pl_loggers.Logger], params: Mapping[str, Any]) -> None:
-    """Record ``params`` (see :func:`run_params`) with every logger."""
+    """Record ``params`` (see :func:`run_params`) with every tracker. Not with the CSV logger: its run
+    folder has the config already (``config.yaml``)."""
     for logger in loggers:
-        logger.log_hyperparams(dict(params))
+        if not isinstance(logger, pl_loggers.CSVLogger):
+            logger.log_hyperparams(dict(params))
 
 
 # --- evaluation files --------------------------------------------------------------------------------
