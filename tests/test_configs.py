@@ -40,6 +40,8 @@ def _compose(name, overrides, tmp_path, chorales_root):
             overrides=[
                 *overrides,
                 f"paths.output_dir={tmp_path}",
+                # Stores shared by runs (MLflow's SQLite file, created when its logger is built) go here too.
+                f"paths.output_root={tmp_path}",
                 f"paths.chorales_root={chorales_root}",
                 f"paths.musdb_root={chorales_root}",
             ],

@@ -29,8 +29,9 @@ from musicbench.utils.config import CONFIG_DIR, set_threads, stored_config
 from musicbench.utils.files import write_text_atomic
 from musicbench.utils.hashcache import set_cache_dir
 from musicbench.utils.instantiate import instantiate_dict
-from musicbench.utils.loggers import resume_loggers
+from musicbench.utils.loggers import close_loggers, resume_loggers
 from musicbench.utils.provenance import digest_of
+from musicbench.utils.tracking import log_params, log_test_files, run_params
 
 log = logging.getLogger(__name__)
 # Lightning 2.6's own use of torch's pytree API warns on every fit; nothing a user can act on.
@@ -86,7 +87,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
         if not fast_dev_run:  # (Lightning replaces the loggers under fast_dev_run)
             resume_loggers(loggers, resume_step(ckpt) if ckpt else 0)
+            log_params(loggers, run_params(resolved, out_dir, identity.get("digest")))
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    status = "failed"
     try:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
@@ -108,9 +111,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             summary = test_best(cfg, model, datamodule, trainer, out_dir)
             metrics["test/summary"] = summary
             objects["summary"] = summary
+            log_test_files(loggers, out_dir)
+        status = "success"
     finally:
-        for lg in loggers:  # close trackers even when training fails
-            lg.finalize("success")
+        close_loggers(loggers, status)  # close trackers even when training fails
     return metrics, objects
 
 

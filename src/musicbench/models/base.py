@@ -8,7 +8,7 @@ its one-pass :meth:`System.estimate` and its training/validation steps. The eval
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -144,6 +144,10 @@ class System(pl.LightningModule):
     Subclasses define :meth:`estimate` (one pass over a chunk) and, where the STFT needs it, :attr:`align`.
     """
 
+    # What the model's input is called and its source names, for the audio examples (:meth:`examples`).
+    input_name = "mixture"
+    sources: Sequence[str] = ()
+
     def __init__(
         self,
         optimizer: OptimizerFactory | None = None,
@@ -199,6 +203,20 @@ class System(pl.LightningModule):
         (see :mod:`musicbench.evaluation.systems`).
         """
         return {MODEL: self.separate(audio.unsqueeze(0))[0]}
+
+    @torch.no_grad()
+    def examples(self, audio: torch.Tensor, targets: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
+        """Audio to listen to for one item: input ``(C, T)`` and references ``(S, C, T)`` ->
+        ``{label: (C, T)}``: the input (:attr:`input_name`), then per source ``<source>/<system>`` for each
+        system of :meth:`estimate_systems` (every sample of a stochastic model) and ``<source>/reference``.
+        The experiment trackers log these (:class:`musicbench.utils.tracking.ValidationExamples`)."""
+        out = {self.input_name: audio}
+        systems = self.estimate_systems(audio, name)
+        for i, reference in enumerate(targets):
+            source = self.sources[i] if i < len(self.sources) else f"source{i}"
+            out.update({f"{source}/{system}": estimate[i] for system, estimate in systems.items()})
+            out[f"{source}/reference"] = reference
+        return out
 
     # --- validation metrics ---------------------------------------------------------------------------
     def log_items(self, values: Mapping[str, torch.Tensor], prog_bar: Iterable[str] = ()) -> None:

@@ -32,6 +32,9 @@ class RestorationModule(System):
     and ``val/lsd`` (log-spectral distance, dB).
     """
 
+    input_name = "degraded"
+    sources = ("clean",)
+
     def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs) -> None:
         super().__init__(**kwargs)
         self.loss = loss

@@ -66,7 +66,7 @@ def _plain(value: Any) -> Any:
 
 def register_resolvers() -> None:
     """Register ``mb_sig``, ``mb_abspath``, ``mb_basename`` and the submitit launchers' ``mb_device_count``,
-    ``mb_local_gpus``, ``mb_slurm_gpus``, ``mb_plus_one`` (idempotent; needed before Hydra composes our
+    ``mb_local_gpus``, ``mb_slurm_gpus``, ``mb_plus_one``, ``mb_sweep_name`` (idempotent; needed before Hydra composes our
     configs)."""
     resolvers = {
         # ${mb_rank_zero:x}: x in the process of global rank 0, else null (the other processes of a
@@ -85,10 +85,21 @@ def register_resolvers() -> None:
         "mb_slurm_gpus": lambda a, d: gpu_count(a, _plain(d)) or None,
         # Loader workers + the main process.
         "mb_plus_one": lambda n: int(n) + 1,
+        # ${mb_sweep_name:}: in a multirun (-m) job, the name of its sweep folder; else null.
+        "mb_sweep_name": _sweep_name,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+def _sweep_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
 
 
 def set_threads(threads: int | None) -> None:

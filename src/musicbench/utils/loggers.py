@@ -18,6 +18,7 @@ from typing import Any
 from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -103,3 +104,29 @@ def resume_loggers(loggers: Iterable[Any], step: int) -> None:
             if logger._experiment is not None:
                 raise RuntimeError("resume_loggers must be called before the TensorBoard writer is created")
             logger._kwargs["purge_step"] = step  # passed on to torch's SummaryWriter
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger`` (same arguments; keys it does not know go to ``wandb.init``) that keeps
+    W&B quiet and local unless told otherwise: no console messages (``WANDB_SILENT``) and no error reports
+    sent to W&B's crash tracker (``WANDB_ERROR_REPORTING``), which only environment variables control.
+    Either variable set in the environment wins."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # Lightning passes None, which W&B warns about
+            del self._wandb_init["anonymous"]
+
+
+def close_loggers(loggers: Iterable[Any], status: str = "success") -> None:
+    """End every logger's run: ``finalize(status)`` (``"success"`` or ``"failed"``), and for W&B also end
+    its run (``finish``), which Lightning's ``WandbLogger`` leaves open until the process exits: a later
+    run in the same process (a sweep's next job) would continue it, and an offline run's files would be
+    complete only at exit."""
+    for logger in loggers:
+        logger.finalize(status)
+        if isinstance(logger, _LightningWandbLogger) and logger._experiment is not None:
+            logger._experiment.finish(exit_code=0 if status == "success" else 1)
+            logger._experiment = None
