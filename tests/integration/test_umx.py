@@ -1,6 +1,7 @@
 """Integration: the Open-Unmix preset trains and is evaluated end to end on the tiny chorale set."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ def test_umx_preset_trains_and_evaluates(tmp_path, tiny_chorales_root):
         "debug=tiny",
         "trainer.max_epochs=1",
         "callbacks.progress_bar=null",
+        "~evaluator.metrics.bsseval",  # the slow metric; the others keep the test to seconds
         f"paths.chorales_root={tiny_chorales_root}",
         f"paths.output_root={tmp_path}",
     ]
@@ -41,4 +43,11 @@ def test_umx_preset_trains_and_evaluates(tmp_path, tiny_chorales_root):
     assert set(model) == set(config["data"]["sources"])
     values = [v for source in model.values() for v in source.values()]
     assert values and all(isinstance(v, float) for v in values)
+    # evaluator=separation's ideal-ratio-mask oracle, with the model's STFT, bounds the model from above.
+    assert config["evaluator"]["oracles"]["irm"]["n_fft"] == config["model"]["n_fft"] == 512
+    oracle = summary["systems"]["oracle_irm"]["median"]
+    for source, metrics in model.items():
+        assert set(oracle[source]) == set(metrics)
+        for name in ("global_sdr", "si_sdr", "snr"):
+            assert math.isfinite(oracle[source][name]) and oracle[source][name] > metrics[name]
     print(f"mb-train experiment=chorales_umx debug=tiny: {time.perf_counter() - t0:.1f} s")
