@@ -17,8 +17,10 @@ def test_irm_recovers_non_overlapping_sinusoids():
     refs = _sines(440.0, 3000.0)  # 164 bins apart at n_fft=1024: no shared time-frequency bins
     est = ideal_ratio_mask(refs.sum(0), refs, n_fft=1024, hop_length=256)
     assert est.shape == refs.shape and est.dtype == refs.dtype
-    sdr = global_sdr(refs, est)
-    assert (sdr > 40).all(), sdr
+    # 40.7 dB over the whole signal: the only error is at the two ends, where the STFT's reflect padding
+    # kinks the sinusoids and spreads them over all bins; one window away from the ends, 105 dB.
+    assert (global_sdr(refs, est) > 35).all()
+    assert (global_sdr(refs[..., 1024:-1024], est[..., 1024:-1024]) > 90).all()
     # The mixture as the estimate of either source: 0 dB.
     assert (global_sdr(refs, refs.sum(0).expand_as(refs)) < 1).all()
 
