@@ -24,7 +24,7 @@ GROUPS = [
     "debug",
 ]
 # Groups inside a group's option, and the option whose defaults list selects them.
-NESTED = {"data/source": "data=mp3_pairs"}
+NESTED = {"data/source": "data=mp3_pairs", "debug/net": "debug=tiny"}
 OPTIONS = [(g, p.stem) for g in [*GROUPS, *NESTED] for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 # Options that need hardware this machine may lack are instantiated with CPU settings here; a gpu-marked
 # test instantiates them as they are.
@@ -58,6 +58,8 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, tmp_path, tiny_chorales_root):
     overrides = [NESTED[group], f"{group}={option}"] if group in NESTED else [f"{group}={option}"]
+    if group == "debug/net":  # chosen by train.yaml from debug and model (tiny_<model>), not by name
+        overrides = [NESTED[group], f"model={option.removeprefix('tiny_')}"]
     if group in ("trainer",) and option in ("gpu", "ddp"):
         overrides += CPU_SETTINGS
     cfg = _compose("train", overrides, tmp_path, tiny_chorales_root)
@@ -73,6 +75,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path, tiny_chorales
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     assert isinstance(trainer, pl.Trainer)
+    if group == "debug/net":
+        assert cfg.hydra.runtime.choices["debug/net@model.net"] == option
     if group == "hparams_search":
         assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params
 

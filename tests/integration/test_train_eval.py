@@ -84,7 +84,7 @@ def test_cli_train_then_eval(tmp_path, tiny_chorales_root):
     test_tracks = json.loads((tiny_chorales_root / "manifest.json").read_text())["splits"]["test"]
     assert sorted(summary["tracks"]) == sorted(test_tracks)
     assert sorted(p.stem for p in (run / "results").glob("*.json")) == sorted(test_tracks)
-    assert set(summary["systems"]) == {"model", "mixture"}
+    assert set(summary["systems"]) == {"model", "oracle_irm", "mixture"}  # evaluator=separation's oracle
     assert (run / "scores.csv").read_text().count("\n") == len(test_tracks) + 1
     # The same command again finds its folder, does not train again, and reuses the results.
     subprocess.run([BIN / "mb-train", "debug=tiny", *common], check=True, env=env, cwd=tmp_path)

@@ -21,6 +21,7 @@ from musicbench.models.restoration import SpectralRestorer
 from musicbench.models.separation import MaskSeparator
 from musicbench.nets.blstm import BLSTM
 from musicbench.nets.gan import SpectralCritic, SpectralGenerator
+from musicbench.nets.umx import OpenUnmix
 from musicbench.nets.unet import UNet
 
 pytestmark = pytest.mark.gpu
@@ -34,6 +35,12 @@ def separator() -> MaskSeparator:
     torch.manual_seed(0)
     net = functools.partial(UNet, depth=3, base_channels=4, dropout=0.0)
     return MaskSeparator(net, ["a", "b"], optimizer=SGD, n_fft=256, hop_length=64, **INFERENCE)
+
+
+def umx_separator() -> MaskSeparator:
+    torch.manual_seed(0)
+    net = functools.partial(OpenUnmix, hidden_size=16, dropout=0.0)  # no dropout draws on the device
+    return MaskSeparator(net, ["a", "b"], optimizer=SGD, n_fft=256, hop_length=64, max_bin=64, **INFERENCE)
 
 
 def lstm_restorer() -> SpectralRestorer:
@@ -72,8 +79,8 @@ def gan_restorer() -> AdversarialRestorer:
     return model
 
 
-MODELS = [separator, lstm_restorer, gan_restorer]
-IDS = ["unet_separator", "lstm_restorer", "gan_restorer"]
+MODELS = [separator, umx_separator, lstm_restorer, gan_restorer]
+IDS = ["unet_separator", "umx_separator", "lstm_restorer", "gan_restorer"]
 
 
 def _batch(model: pl.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,7 +54,9 @@ def evaluate_model(
 
     # The baseline enters as a list, the form of the results already on disk (same digest, reused).
     baselines = [evaluator.input_baseline] if evaluator.input_baseline is not None else []
-    digest = digest_of(model_id, sorted(evaluator.metrics), baselines, split)
+    # Oracles enter only when there are some: results without them keep their digest (reused).
+    oracles = [sorted(evaluator.oracles)] if evaluator.oracles else []
+    digest = digest_of(model_id, sorted(evaluator.metrics), baselines, split, *oracles)
     fingerprints = split_fingerprints(datamodule, split, progress=evaluator.progress)
     meta = {"split": split, **(meta or {}), "data_digest": split_digest(fingerprints)}
     if merge:

@@ -23,7 +23,14 @@ from musicbench.evaluation.results import (
     write_scores_csv,
     write_summary,
 )
-from musicbench.evaluation.systems import BEST_OF_K, DIVERSITY, MODEL, is_model_system, sample_names
+from musicbench.evaluation.systems import (
+    BEST_OF_K,
+    DIVERSITY,
+    MODEL,
+    is_model_system,
+    oracle_name,
+    sample_names,
+)
 from musicbench.utils.provenance import code_version, digest_of
 
 # A metric maps (reference (S, C, T), estimate (S, C, T)) to (S,) values, (S, frames) framewise values,
@@ -33,6 +40,9 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | Mapping[str, torc
 # models that produce several estimates per track (e.g. K restorations of a stochastic model, seeded by the
 # track name, plus their mean).
 EstimateFn = Callable[[torch.Tensor, str], torch.Tensor | Mapping[str, torch.Tensor]]
+# An oracle maps (mixture (C, T), references (S, C, T)) to estimates (S, C, T) computed from the true
+# sources (e.g. musicbench.audio.oracles.ideal_ratio_mask): an upper bound scored next to the model.
+Oracle = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Evaluator:
@@ -52,6 +62,9 @@ class Evaluator:
             (``sample_<k>`` systems); reported as the system ``diversity`` with metrics ``pairwise_<name>``.
         excerpts, excerpt_seconds: save audio and spectrogram panels of ``excerpt_seconds`` from the first
             ``excerpts`` tracks next to the results (restoration; see ``evaluation.excerpts``).
+        oracles: ``{name: oracle}`` (see ``Oracle``): estimates computed from each track's references and
+            scored as the system ``oracle_<name>`` (``irm``: ``oracle_irm``), an upper bound next to the
+            model and the baseline.
 
     When the estimate function returns several ``sample_<k>`` systems, the result also holds
     ``best_of_k``: per track, source and metric the best value over the samples.
@@ -66,11 +79,13 @@ class Evaluator:
         diversity: Mapping[str, Metric] | None = None,
         excerpts: int = 0,
         excerpt_seconds: float = 6.0,
+        oracles: Mapping[str, Oracle] | None = None,
     ) -> None:
         if input_baseline is not None and (not input_baseline or is_model_system(input_baseline)):
             raise ConfigError(
                 f"evaluator.input_baseline={input_baseline!r} is not free: model, mean, best_of_k, diversity "
-                "and sample_<k> name the model's systems; use e.g. 'mixture' or 'input' (null: no baseline)"
+                "and sample_<k> name the model's systems, oracle_<name> the oracles'; use e.g. 'mixture' or "
+                "'input' (null: no baseline)"
             )
         if not metrics:
             raise ConfigError("evaluator.metrics is empty: configure at least one metric")
@@ -80,6 +95,7 @@ class Evaluator:
         self.lower_is_better = set(lower_is_better)
         self.diversity = dict(diversity or {})
         self.excerpts, self.excerpt_seconds = int(excerpts), float(excerpt_seconds)
+        self.oracles = dict(oracles or {})
 
     def score(self, reference: torch.Tensor, estimate: torch.Tensor, sources: Sequence[str]):
         """Score one system on one track -> (``{source: {metric: value}}``, framewise values, notes)."""
@@ -212,6 +228,8 @@ class Evaluator:
                     f"track {track.name}: estimates of {system} have shape {tuple(est.shape)}, "
                     f"references {tuple(targets.shape)}"
                 )
+        for name, oracle in self.oracles.items():
+            systems[oracle_name(name)] = oracle(mixture, targets)
         if self.input_baseline is not None:
             systems[self.input_baseline] = mixture.unsqueeze(0).expand_as(targets)
         result: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""LightningModule for mask-based source separators (e.g. the Spleeter-style U-Net)."""
+"""LightningModule for mask-based source separators (the Spleeter-style U-Net, Open-Unmix)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ class MaskSeparator(System):
 
     Args:
         net: a factory (``functools.partial`` / Hydra ``_partial_: true``) building the mask network as
-            ``net(in_channels=audio_channels, out_channels=num_sources * audio_channels)``; the network maps
-            ``(batch, channels, freq, frames)`` magnitudes to masks in [0, 1] of shape
-            ``(batch, sources*channels, freq, frames)``.
+            ``net(in_channels=audio_channels, out_channels=num_sources * audio_channels, num_bins=max_bin)``;
+            the network maps ``(batch, channels, max_bin, frames)`` magnitudes to non-negative masks of shape
+            ``(batch, sources*channels, max_bin, frames)`` (the U-Net's in [0, 1], Open-Unmix's unbounded).
         sources: source names, in the order of the datamodule's targets.
         audio_channels: channels of the audio (2 for stereo).
         sample_rate: Hz, used to convert the inference settings from seconds to samples.
@@ -58,7 +58,9 @@ class MaskSeparator(System):
         self.max_bin = max_bin or num_bins
         self.mask_extension = mask_extension
         self.stft = Stft(n_fft, hop_length)
-        self.net = net(in_channels=audio_channels, out_channels=len(self.sources) * audio_channels)
+        self.net = net(
+            in_channels=audio_channels, out_channels=len(self.sources) * audio_channels, num_bins=self.max_bin
+        )
 
     # --- model -------------------------------------------------------------------------------------
     def masks(self, mag: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,8 @@ class UNet(nn.Module):
         dropout: dropout probability of the first ``num_dropout`` decoder blocks.
         num_dropout: how many of the first decoder blocks use dropout.
         negative_slope: leaky ReLU slope of the encoder.
+        num_bins: frequency bins of the input; not used (the network is convolutional: any size), taken
+            because the separator gives every mask network its bins.
 
     Input ``(batch, in_channels, freq, frames)``, any size (padded internally to a multiple of
     ``2**depth``); output ``(batch, out_channels, freq, frames)`` in [0, 1].
@@ -64,6 +66,7 @@ class UNet(nn.Module):
         dropout: float = 0.5,
         num_dropout: int = 3,
         negative_slope: float = 0.2,
+        num_bins: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 1:
