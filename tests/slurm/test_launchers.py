@@ -38,7 +38,7 @@ def _train_overrides(root: Path) -> list[str]:
 def _run(args: list, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MB_OUTPUT_ROOT": str(cwd / "outputs")}
     proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + _logs(cwd / "outputs")
     return proc
 
 
@@ -142,15 +142,26 @@ def test_sharded_evaluation_then_merge_job(slurm_cluster, checkpoint, tiny_chora
     assert merge["StartTime"] >= max(r["EndTime"] for r in shards)
 
 
-def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300.0):
+def _logs(folder: Path, *first: Path) -> str:
+    """The tails of ``first`` (mb-train's error stream) and of every job's and run's log under ``folder``:
+    what a failed test shows."""
+    files = [*first, *sorted(folder.rglob("*_log.*")), *sorted(folder.rglob("*.log"))]
+    return "\n".join(
+        f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in files if p.is_file()
+    )
+
+
+def _wait_for(predicate, what: str, proc: subprocess.Popen, logs, timeout: float = 300.0):
+    """Polls ``predicate`` until it is true; fails with ``logs()`` when mb-train ends first or time is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        assert proc.poll() is None, f"mb-train ended (status {proc.returncode}) before {what}"
+        if proc.poll() is not None:
+            raise AssertionError(f"mb-train ended (status {proc.returncode}) before {what}\n{logs()}")
         time.sleep(0.2)
-    raise AssertionError(f"no {what} after {timeout} s")
+    raise AssertionError(f"no {what} after {timeout} s\n{logs()}")
 
 
 def _max_step(run_dirs: list[Path]) -> int:
@@ -200,12 +211,17 @@ def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
     overrides = [*_train_overrides(tiny_chorales_root), *PREEMPTED_RUN]
     env = {**os.environ, "MB_OUTPUT_ROOT": str(tmp_path / "outputs")}
     cmd = [BIN / "mb-train", "-m", "hydra/launcher=slurm", *overrides]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # Its error stream to a file: submitit warns at every status poll, a pipe nobody reads would fill up.
+    err = tmp_path / "mb-train.err"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
     sweep = tmp_path / "outputs" / "train" / "default"
+
+    def logs() -> str:
+        return _logs(tmp_path / "outputs", err)
+
     try:
-        _wait_for(lambda: _max_step([p.parent for p in sweep.glob("*/csv")]) >= 5, "step 5", proc)
+        _wait_for(lambda: _max_step([p.parent for p in sweep.glob("*/csv")]) >= 5, "step 5", proc, logs)
         (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
         if how == "signal":
             subprocess.run(["scancel", "--signal=USR2", job], check=True)
@@ -216,10 +232,10 @@ def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
             out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
             return out.stdout.strip() == "PENDING"
 
-        _wait_for(pending, "requeued job", proc, timeout=120)
+        _wait_for(pending, "requeued job", proc, logs, timeout=120)
         # SLURM holds a requeued job for two minutes: start it now.
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+        assert proc.wait(timeout=600) == 0, logs()
     finally:
         if proc.poll() is None:
             proc.kill()
