@@ -18,7 +18,7 @@ CADENZA_ROOT ?= data/cadenza_chorales
 PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: help install lock doctor sysdeps data run cadenza test bench bench-gpu lint format clean
+.PHONY: help install lock doctor sysdeps data run cadenza studies study-separation study-restoration test bench bench-gpu lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -75,6 +75,31 @@ cadenza: data ## Embedded Cadenza recipe: rebalance the chorales for listeners w
 	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT) test=false
 	$(VENV)/bin/mb-cadenza pipeline=chorales_rebalance paths.cadenza_root=$(CADENZA_ROOT) threads=2 \
 		checkpoint=$$(ls -td outputs/train/chorales_unet/*/ | head -1)
+
+# Studies: train and evaluate every run (run folders under outputs/studies/<study>, found again and not
+# retrained when they are there), then the study's table, plot and committed copy of the results.
+STUDY_OUT := outputs/studies
+SEP_STUDY := experiments/separation_chorales
+RESTORE_STUDY := experiments/restoration_mp3_32k
+
+study-separation: data ## experiments/separation_chorales: U-Net vs Open-Unmix, 3 seeds each (~50 min on 2 CPU cores)
+	MB_OUTPUT_ROOT=$(STUDY_OUT)/separation_chorales $(VENV)/bin/mb-train -m \
+		experiment=chorales_unet,chorales_umx seed=1,2,3 paths.chorales_root=$(CHORALES_ROOT)
+	rm -rf $(SEP_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/separation_chorales --export-runs $(SEP_STUDY)/runs \
+		--out $(SEP_STUDY)/results.md --plot $(SEP_STUDY)/sdr.png
+	$(VENV)/bin/mb-leaderboard $(SEP_STUDY)/runs --metric all --out $(SEP_STUDY)/results_all.csv
+
+study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN (deterministic, stochastic) (~25 min)
+	MB_OUTPUT_ROOT=$(STUDY_OUT)/restoration_mp3_32k $(VENV)/bin/mb-train -m \
+		experiment=restore_lstm_mp3_32k,restore_gan_mp3_32k_deterministic,restore_gan_mp3_32k \
+		paths.chorales_root=$(CHORALES_ROOT)
+	rm -rf $(RESTORE_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/restoration_mp3_32k --metric lsd lsd_high snr --export-runs \
+		$(RESTORE_STUDY)/runs --out $(RESTORE_STUDY)/results.md --plot $(RESTORE_STUDY)/lsd.png
+	$(VENV)/bin/mb-leaderboard $(RESTORE_STUDY)/runs --metric all --out $(RESTORE_STUDY)/results_all.csv
+
+studies: study-separation study-restoration ## Both studies in experiments/
 
 test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers, default: one per core)
 	@# One BLAS/OpenMP thread per xdist worker: the workers already fill the cores, more threads thrash.

@@ -142,3 +142,38 @@ def test_errors_are_one_line_naming_the_path(sweep, tmp_path, capsys):
     assert main([]) == 1
     assert main([str(sweep), "--out", str(tmp_path / "table.txt")]) == 1
     assert "--format" in capsys.readouterr().err
+
+
+def test_export_runs_copies_what_the_table_needs_without_frames_or_machine_paths(
+    sweep, tmp_path, monkeypatch, capsys
+):
+    """The copies give the same table as the run folders; they have the track values but not the
+    framewise ones, and no absolute path (the study folder names nothing outside itself)."""
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "study" / "runs"
+    args = [str(sweep), "--metric", "sdr", "snr", "--resamples", "200", "--format", "csv"]
+    assert main([*args, "--export-runs", str(export)]) == 0
+    original = capsys.readouterr().out
+    copies = sorted(p.parent for p in export.rglob("summary.json"))
+    assert [p.relative_to(export).as_posix() for p in copies] == [
+        "unet/lr0.001_seed1",
+        "unet/lr0.001_seed2",
+        "unet/lr0.001_seed3",
+        "unet/nested",
+    ]
+    assert not list(export.rglob(".*.tmp*")) and not list(export.rglob("scores.csv"))
+    for path in export.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert str(tmp_path) not in text and '"frames"' not in text, path
+    seed1 = copies[0]
+    assert (seed1 / ".hydra" / "overrides.yaml").read_text().split() == ["-", "experiment=unet", "-", "seed=1"]
+    assert "output_dir: sweep/lr0.001_seed1" in (seed1 / "config.yaml").read_text()
+    assert track_values(seed1, "model", "bass", "sdr") == track_values(
+        sweep / "lr0.001_seed1", "model", "bass", "sdr"
+    )
+    # Exporting again replaces the copies; the table of the copies is the table of the runs.
+    assert main([*args, "--export-runs", str(export)]) == 0
+    capsys.readouterr()
+    assert main([str(export), *args[1:]]) == 0
+    assert capsys.readouterr().out == original

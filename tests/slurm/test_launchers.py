@@ -3,6 +3,7 @@ processes (``hydra/launcher=local``), and a sharded evaluation whose merge runs 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate as hydra_instantiate
 
 from musicbench.evaluate import evaluate
 from musicbench.train import train
@@ -37,7 +40,10 @@ def _train_overrides(root: Path) -> list[str]:
 
 def _run(args: list, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MB_OUTPUT_ROOT": str(cwd / "outputs")}
-    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{args[0]} did not end in {exc.timeout} s\n{_logs(cwd / 'outputs')}") from exc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + _logs(cwd / "outputs")
     return proc
 
@@ -146,9 +152,14 @@ def _logs(folder: Path, *first: Path) -> str:
     """The tails of ``first`` (mb-train's error stream) and of every job's and run's log under ``folder``:
     what a failed test shows."""
     files = [*first, *sorted(folder.rglob("*_log.*")), *sorted(folder.rglob("*.log"))]
-    return "\n".join(
+    tails = [
         f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in files if p.is_file()
-    )
+    ]
+    # What the cluster was doing: a job waiting for CPUs another job holds, a node taken down.
+    for cmd in (["squeue", "-a", "-o", "%i %j %T %R %M %C"], ["sinfo", "-N", "-o", "%N %T %C %E"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        tails.append(f"--- {' '.join(cmd)}\n{out.stdout}{out.stderr}")
+    return "\n".join(tails)
 
 
 def _wait_for(predicate, what: str, proc: subprocess.Popen, logs, timeout: float = 300.0):
@@ -239,6 +250,10 @@ def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
     finally:
         if proc.poll() is None:
             proc.kill()
+            # The job outlives the command that submitted it: free its CPUs for the next tests.
+            for folder in (sweep / ".submitit").glob("*"):
+                if folder.name.isdigit():
+                    subprocess.run(["scancel", folder.name], check=False)
     (run_dir,) = [p.parent for p in sweep.glob("*/summary.json")]
     log = (run_dir / "train.log").read_text()
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -252,3 +267,45 @@ def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
     assert systems == ref_systems
     states = [r["JobState"] for r in slurm_cluster.wait_finished(lambda r: r["JobId"] == job, 2)]
     assert states[-1] == "COMPLETED" and len(states) == 2  # stopped once, then completed
+
+
+@pytest.mark.slurm
+def test_a_two_task_slurm_job_trains_with_ddp(slurm_cluster, tiny_chorales_root, tmp_path):
+    """``trainer=ddp_cpu`` through the SLURM launcher: one job of 2 tasks (srun starts both processes,
+    Lightning takes their ranks from SLURM and starts none itself); one run folder, written by rank 0, whose
+    logged val/sdr is what one process computes for the final weights."""
+    _run(
+        [
+            BIN / "mb-train",
+            "-m",
+            "hydra/launcher=slurm",
+            *_train_overrides(tiny_chorales_root),
+            "trainer=ddp_cpu",
+            "trainer.devices=2",  # debug=tiny pins one device
+            "evaluator=global_sdr",  # a quick test stage
+            "evaluator.progress=false",
+        ],
+        tmp_path,
+    )
+    sweep = tmp_path / "outputs" / "train" / "default"
+    (run,) = [p.parent for p in sweep.glob("*/summary.json")]
+    (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
+    (record,) = slurm_cluster.wait_finished(lambda r: r["JobId"] == job, 1)
+    assert record["JobState"] == "COMPLETED" and record["ProcCnt"] == "2"  # 2 tasks of 1 CPU
+    # Both tasks joined one process group of 2 (Lightning prints each rank as it joins).
+    stderr = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.err"))
+    assert "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2" in stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in stderr
+    # Each process has its own log; the test stage ran once, in rank 0.
+    assert (run / "train.log").read_text().count("results written to") == 1
+    assert "results written to" not in (run / "train_rank1.log").read_text()
+    # 8 items per epoch / (4 per batch x 2 processes): 1 step per epoch.
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 1
+    logged = [r for r in csv.DictReader((run / "csv" / "metrics.csv").open()) if r["val/sdr"]][-1]
+    model = hydra_instantiate(_compose("train", _train_overrides(tiny_chorales_root)).model)
+    model.load_state_dict(state["state_dict"])
+    one = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).validate(
+        model, datamodule=hydra_instantiate(_compose("train", _train_overrides(tiny_chorales_root)).data)
+    )[0]
+    assert float(logged["val/sdr"]) == pytest.approx(one["val/sdr"], rel=1e-6, abs=1e-7)

@@ -19,9 +19,10 @@ from rich.console import Console
 
 from musicbench.errors import UserError, user_message
 from musicbench.leaderboard.errors import LeaderboardError, NoRunsError
+from musicbench.leaderboard.export import export_runs
 from musicbench.leaderboard.load import find_run_folders, load_museval, load_run
 from musicbench.leaderboard.render import FORMATS, render, to_rich
-from musicbench.leaderboard.table import build_leaderboard
+from musicbench.leaderboard.table import build_leaderboard, filter_runs
 from musicbench.utils.files import write_text_atomic
 
 _SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".html": "html", ".htm": "html"}
@@ -90,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write the table to this file (atomically) instead of printing it"
     )
     o.add_argument("--plot", type=Path, action="append", default=[], help="box + strip plot, .png/.svg/.pdf")
+    o.add_argument(
+        "--diversity-plot",
+        type=Path,
+        metavar="FILE",
+        help="quality vs diversity of stochastic models (their samples, mean, best of K) in the first "
+        "column's metric, .png/.svg/.pdf",
+    )
+    o.add_argument(
+        "--export-runs",
+        type=Path,
+        metavar="DIR",
+        help="also copy the runs' summaries, track scores and configs (no frames, checkpoints or audio; "
+        "paths made relative to the current folder) to DIR/<name>/<run folder>: a study's committed results",
+    )
     return p
 
 
@@ -157,6 +172,16 @@ def _run(args: argparse.Namespace) -> int:
         status.print(f"wrote {args.out}", highlight=False)
     else:
         sys.stdout.write(render(board, fmt))
+    if args.diversity_plot:
+        from musicbench.leaderboard.plots import plot_diversity
+
+        kept = filter_runs(runs, task=board.task, dataset=board.dataset, split=board.split)
+        plot_diversity(kept, args.diversity_plot, board.columns[0].metric, baseline=board.baseline)
+        status.print(f"wrote {args.diversity_plot}", highlight=False)
+    if args.export_runs:
+        kept = filter_runs(runs, task=args.task, dataset=args.dataset, split=args.split)
+        copies = export_runs(kept, args.export_runs, root=Path.cwd())
+        status.print(f"copied {len(copies)} run(s) to {args.export_runs}", highlight=False)
     if args.plot:
         from musicbench.leaderboard.plots import plot_leaderboard  # matplotlib is slow to import
 
