@@ -167,7 +167,12 @@ def test_export_runs_copies_what_the_table_needs_without_frames_or_machine_paths
             text = path.read_text()
             assert str(tmp_path) not in text and '"frames"' not in text, path
     seed1 = copies[0]
-    assert (seed1 / ".hydra" / "overrides.yaml").read_text().split() == ["-", "experiment=unet", "-", "seed=1"]
+    assert (seed1 / ".hydra" / "overrides.yaml").read_text().split() == [
+        "-",
+        "experiment=unet",
+        "-",
+        "seed=1",
+    ]
     assert "output_dir: sweep/lr0.001_seed1" in (seed1 / "config.yaml").read_text()
     assert track_values(seed1, "model", "bass", "sdr") == track_values(
         sweep / "lr0.001_seed1", "model", "bass", "sdr"

@@ -153,7 +153,9 @@ def _logs(folder: Path, *first: Path) -> str:
     what a failed test shows."""
     files = [*first, *sorted(folder.rglob("*_log.*")), *sorted(folder.rglob("*.log"))]
     tails = [
-        f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in files if p.is_file()
+        f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:])
+        for p in files
+        if p.is_file()
     ]
     # What the cluster was doing: a job waiting for CPUs another job holds, a node taken down.
     for cmd in (["squeue", "-a", "-o", "%i %j %T %R %M %C"], ["sinfo", "-N", "-o", "%N %T %C %E"]):
