@@ -5,7 +5,16 @@ import io
 import json
 import math
 
-from musicbench.sweeps.summary import COMPLETE, FAIL, TrialRow, best_row, params_of, trials_csv, write_summary
+from musicbench.sweeps.summary import (
+    COMPLETE,
+    FAIL,
+    TrialRow,
+    best_row,
+    error_line,
+    params_of,
+    trials_csv,
+    write_summary,
+)
 
 
 def _rows() -> list[TrialRow]:
@@ -55,3 +64,18 @@ def test_params_of_types_the_swept_values():
         "model.net.base_channels": 16,
         "model.complex_output": True,
     }
+
+
+def test_error_line_of_a_job_failure_is_the_jobs_own_exception():
+    from submitit.core.utils import FailedJobError
+
+    trace = (
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    f()\n'
+        "ValueError: model.net.depth=9 is too deep for 3-s chunks\n"
+    )
+    assert error_line(FailedJobError(trace)) == (
+        "FailedJobError: ValueError: model.net.depth=9 is too deep for 3-s chunks"
+    )
+    assert error_line(RuntimeError("first\nsecond")) == "RuntimeError: first"
+    assert error_line(KeyError()) == "KeyError"

@@ -80,12 +80,19 @@ def relative_run_dir(run_dir: str | os.PathLike | None, sweep_dir: str | os.Path
 
 
 def error_line(exc: BaseException) -> str:
-    """The one-line message of a failed trial: a user error's message, else the exception's first line."""
+    """The one-line message of a failed trial: a user error's message, else the exception's first line;
+    for an error that carries a job's traceback (submitit's ``FailedJobError``: "Job (task=0) failed during
+    processing with trace: ..."), the job's own exception, the traceback's last line."""
     message = user_message(exc)
     if message is not None:
         return message
-    first = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if any(line.startswith("Traceback") for line in lines[1:]):
+        last = next((x for x in reversed(lines) if not x.startswith((" ", "\t", "-"))), lines[-1])
+        return f"{type(exc).__name__}: {last.strip()}"
+    return f"{type(exc).__name__}: {lines[0]}"
 
 
 def best_row(rows: Iterable[TrialRow], mode: str) -> TrialRow | None:
