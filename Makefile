@@ -81,13 +81,16 @@ cadenza: data ## Embedded Cadenza recipe: rebalance the chorales for listeners w
 STUDY_OUT := outputs/studies
 SEP_STUDY := experiments/separation_chorales
 RESTORE_STUDY := experiments/restoration_mp3_32k
+# The restoration table's rows: each model once (the GAN's four samples score alike: one stands for them).
+RESTORE_ROWS := restore_lstm_mp3_32k restore_gan_mp3_32k_deterministic/mean restore_gan_mp3_32k/mean \
+	restore_gan_mp3_32k/best_of_k restore_gan_mp3_32k/sample_0
 
 study-separation: data ## experiments/separation_chorales: U-Net vs Open-Unmix, 3 seeds each (~50 min on 2 CPU cores)
 	MB_OUTPUT_ROOT=$(STUDY_OUT)/separation_chorales $(VENV)/bin/mb-train -m \
 		experiment=chorales_unet,chorales_umx seed=1,2,3 paths.chorales_root=$(CHORALES_ROOT)
 	rm -rf $(SEP_STUDY)/runs
-	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/separation_chorales --export-runs $(SEP_STUDY)/runs \
-		--out $(SEP_STUDY)/results.md --plot $(SEP_STUDY)/sdr.png
+	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/separation_chorales --export-runs $(SEP_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(SEP_STUDY)/runs --out $(SEP_STUDY)/results.md --plot $(SEP_STUDY)/sdr.png
 	$(VENV)/bin/mb-leaderboard $(SEP_STUDY)/runs --metric all --out $(SEP_STUDY)/results_all.csv
 
 study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN (deterministic, stochastic) (~25 min)
@@ -95,8 +98,9 @@ study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN 
 		experiment=restore_lstm_mp3_32k,restore_gan_mp3_32k_deterministic,restore_gan_mp3_32k \
 		paths.chorales_root=$(CHORALES_ROOT)
 	rm -rf $(RESTORE_STUDY)/runs
-	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/restoration_mp3_32k --metric lsd lsd_high snr --export-runs \
-		$(RESTORE_STUDY)/runs --out $(RESTORE_STUDY)/results.md --plot $(RESTORE_STUDY)/lsd.png
+	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/restoration_mp3_32k --export-runs $(RESTORE_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(RESTORE_STUDY)/runs --metric lsd lsd_high snr --system $(RESTORE_ROWS) \
+		--out $(RESTORE_STUDY)/results.md --plot $(RESTORE_STUDY)/lsd.png --diversity-plot $(RESTORE_STUDY)/diversity.png
 	$(VENV)/bin/mb-leaderboard $(RESTORE_STUDY)/runs --metric all --out $(RESTORE_STUDY)/results_all.csv
 
 studies: study-separation study-restoration ## Both studies in experiments/

@@ -1,5 +1,6 @@
 import csv
 import io
+import os
 import re
 import subprocess
 import sys
@@ -162,6 +163,9 @@ def test_export_runs_copies_what_the_table_needs_without_frames_or_machine_paths
         "unet/nested",
     ]
     assert not list(export.rglob(".*.tmp*")) and not list(export.rglob("scores.csv"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o777 & ~umask for p in copies)  # not mkdtemp's private mode
     for path in export.rglob("*"):
         if path.is_file():
             text = path.read_text()

@@ -94,6 +94,23 @@ def test_eval_runs_take_the_model_config_of_their_training_run(tmp_path):
     assert len(systems) == 1 and systems[0].seeds == [1, 2]
 
 
+def test_training_runs_that_tested_their_checkpoint_keep_their_own_config(tmp_path):
+    """mb-train's test stage records its checkpoint too: the run is not an mb-eval run, wherever the
+    checkpoint path points (here: a training folder of another seed, as a copied run's relative path can)."""
+    runs = []
+    for seed in (1, 2):
+        folder = tmp_path / f"seed{seed}"
+        other = tmp_path / f"seed{3 - seed}" / "checkpoints" / "best.ckpt"
+        write_run(folder, seed=seed, checkpoint=str(other))
+        config = OmegaConf.load(folder / "config.yaml")
+        config.ckpt_path = None
+        OmegaConf.save(config, folder / "config.yaml")
+        runs.append(load_run(folder))
+    assert runs[0].config["model.optimizer.lr"] == 0.001 and "eval.seed" not in runs[0].config
+    systems = [e for e in group_entries(runs) if e.role == "system"]
+    assert len(systems) == 1 and systems[0].seeds == [1, 2]
+
+
 def test_load_run_refuses_missing_results(sweep):
     folder = sweep / "lr0.001_seed1"
     (folder / "results" / f"{TRACKS[3]}.json").unlink()

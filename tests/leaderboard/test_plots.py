@@ -40,11 +40,15 @@ def test_diversity_points_and_plot(tmp_path):
         _run("gan", stochastic, tmp_path / "gan"),
         _run("det", {"model": [2.0, 2.0, 2.6], "input": [4.0, 5.0, 6.0]}, tmp_path / "det"),
         _run("other", {"model": [1.0, 1.0, 1.0]}, tmp_path / "other"),
+        _run("one", {"sample_0": [3.0, 3.0, 3.3], "mean": [3.0, 3.0, 3.3]}, tmp_path / "one"),
     ]
     runs[2].scores["metric"] = "snr"  # a run without the metric is left out
     points = diversity_points(runs, "lsd")
     gan = points[points["run"] == "gan"].set_index("kind", append=False)
-    assert sorted(points["run"].unique()) == ["det", "gan"]
+    assert sorted(points["run"].unique()) == ["det", "gan", "one"]
+    one = points[points["run"] == "one"]  # a single sample: diversity 0
+    assert one["kind"].tolist() == ["sample", "mean"] and one["diversity"].tolist() == [0.0, 0.0]
+    assert one["value"].tolist() == pytest.approx([3.1, 3.1])
     assert points.loc[points["run"] == "gan", "diversity"].tolist() == pytest.approx([0.5] * 5)
     samples = points[(points["run"] == "gan") & (points["kind"] == "sample")]["value"].to_numpy()
     assert samples == pytest.approx([np.mean(stochastic[f"sample_{k}"]) for k in range(3)])

@@ -134,3 +134,35 @@ def test_without_a_metric_the_table_shows_the_headline_metric(sweep):
     board = build_leaderboard(_runs(sweep), n_resamples=100)
     assert {c.metric for c in board.columns} == {"sdr"}
     assert len(board.columns) == 2
+
+
+def test_config_differences_leave_out_what_another_network_class_implies():
+    from musicbench.leaderboard.systems import Entry
+
+    unet = {"name": "a", "model.net._target_": "UNet", "model.net.depth": 6, "model.net.dropout": 0.5}
+    umx = {"name": "b", "model.net._target_": "OpenUnmix", "model.net.hidden_size": 256}
+    umx |= {"model.net.dropout": 0.4, "model.optimizer.lr": 1e-3}
+    rows = [Entry(n, "system", "model", [], c) for n, c in (("a", unet), ("b", umx))]
+    assert config_differences(rows) == ["model.net._target_", "model.net.dropout", "model.optimizer.lr"]
+    # A third row of the first class with another depth: the depth is a difference again.
+    rows.append(Entry("c", "system", "model", [], {**unet, "name": "c", "model.net.depth": 4}))
+    assert config_differences(rows) == [
+        "model.net._target_",
+        "model.net.depth",
+        "model.net.dropout",
+        "model.optimizer.lr",
+    ]
+    rows.pop()
+    # Same class: a key one row lacks is a difference.
+    rows[1].config = {**unet, "name": "b", "model.net.kernel_size": 3}
+    assert config_differences(rows) == ["model.net.kernel_size"]
+
+
+def test_system_patterns_keep_the_matching_rows_and_the_baseline(sweep):
+    runs = _runs(sweep)
+    board = build_leaderboard(runs, metrics=["sdr"], n_resamples=50, systems=["*nested*"])
+    assert [e.label for e in board.entries] == ["mixture", "unet [nested]"]
+    with pytest.raises(
+        LeaderboardError, match=r"no system row matches; the rows are: unet \[lr0.001_seed1\]"
+    ):
+        build_leaderboard(runs, metrics=["sdr"], n_resamples=50, systems=["gan*"])

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics to show, e.g. sdr sir, or all (default: the headline metric: sdr, haaqi or lsd)",
     )
     g.add_argument("--source", nargs="+", help="sources to show, e.g. vocals bass (default: all)")
+    g.add_argument(
+        "--system",
+        nargs="+",
+        metavar="PATTERN",
+        help="system rows to keep, shell patterns of their labels, e.g. 'gan/mean' 'gan/best_of_k' "
+        "(the baseline and oracles stay; default: all)",
+    )
     s = p.add_argument_group("statistics")
     s.add_argument(
         "--aggregate",
@@ -153,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         correction=args.correction,
         lower_is_better=args.lower_is_better,
         oracles=["oracle", *args.oracle],
+        systems=args.system,
     )
     fmt = args.format or (_SUFFIX_FORMATS.get(args.out.suffix.lower(), "") if args.out else "rich")
     if not fmt:

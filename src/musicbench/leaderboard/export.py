@@ -23,7 +23,7 @@ import yaml
 
 from musicbench.leaderboard.load import RESULTS, SUMMARY, Run
 
-CONFIGS = ("config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml")
+CONFIGS = ("config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml")  # what load.py reads
 
 
 def export_runs(runs: Iterable[Run], dest: str | Path, root: str | Path = ".") -> list[Path]:
@@ -49,6 +49,7 @@ def export_runs(runs: Iterable[Run], dest: str | Path, root: str | Path = ".") -
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.path.name}.", dir=target.parent))
         try:
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; the copy is not
             _copy_run(run.path, tmp, root)
             if target.exists():
                 shutil.rmtree(target)
@@ -57,6 +58,12 @@ def export_runs(runs: Iterable[Run], dest: str | Path, root: str | Path = ".") -
             shutil.rmtree(tmp, ignore_errors=True)
         copies.append(target)
     return copies
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _copy_run(src: Path, dst: Path, root: Path) -> None:
@@ -69,7 +76,9 @@ def _copy_run(src: Path, dst: Path, root: Path) -> None:
         result = json.loads(path.read_text())
         result.pop("frames", None)
         _write_json(dst / RESULTS / path.name, _relative(result, root))
-    for name in CONFIGS:
+    # The stored config (the run folder's, else Hydra's copy: the one the loader reads) and the overrides.
+    configs = [next((n for n in CONFIGS[:2] if (src / n).is_file()), None), CONFIGS[2]]
+    for name in filter(None, configs):
         if (src / name).is_file():
             (dst / name).parent.mkdir(exist_ok=True)
             data = yaml.safe_load((src / name).read_text())

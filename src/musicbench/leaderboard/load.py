@@ -148,7 +148,9 @@ def load_run(folder: str | Path) -> Run:
         raise LeaderboardError(f"{summary_path} is not valid JSON ({exc}); rerun the evaluation") from exc
     config = _read_config(folder)
     overrides = _read_overrides(folder)
-    if summary.get("checkpoint") and "ckpt_path" in config:  # an mb-eval run: the model is the training run's
+    # An mb-eval run: the model is the training run's. (mb-train tests its own checkpoint: its config is
+    # the model's; its checkpoint path may also name a folder that is gone or was copied elsewhere.)
+    if summary.get("checkpoint") and "ckpt_path" in config and config.get("task_name") != "train":
         config = _with_training_config(config, Path(summary["checkpoint"]))
     lower = LOWER_IS_BETTER | frozenset(config.get("evaluator.lower_is_better") or ())
     if "recipe" in summary:  # an mb-cadenza pipeline run

@@ -89,10 +89,11 @@ def diversity_points(runs: Sequence[Run], metric: str) -> pd.DataFrame:
         samples = sample_names(systems)
         if samples:
             div = scores[(scores["system"] == DIVERSITY) & (scores["metric"] == f"pairwise_{metric}")]
-            if div.empty:
+            if div.empty and len(samples) > 1:
                 continue
-            spread = div.groupby("source")["value"].mean()
-            kinds = [(s, "sample") for s in samples] + [(MEAN, MEAN), (BEST_OF_K, BEST_OF_K)]
+            # One sample (a GAN without noise): no pairs, diversity 0.
+            spread = div.groupby("source")["value"].mean() if len(samples) > 1 else None
+            kinds = [(s, "sample") for s in samples] + [(k, k) for k in (MEAN, BEST_OF_K) if k in systems]
         elif MODEL in systems:
             spread = None
             kinds = [(MODEL, MODEL)]
@@ -116,7 +117,8 @@ def plot_diversity(
     path = Path(path)
     _check_suffix(path, "--diversity-plot")
     points = diversity_points(runs, metric)
-    if points.empty or not (points["kind"] == "sample").any():
+    samples_per_run = points[points["kind"] == "sample"].groupby(["run", "source"]).size()
+    if not (samples_per_run > 1).any():
         raise LeaderboardError(
             f"--diversity-plot {path}: no run has samples of a stochastic model scored with {metric} and "
             f"pairwise_{metric} (evaluate a model with num_samples > 1 and a diversity metric)"

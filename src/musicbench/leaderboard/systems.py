@@ -57,8 +57,9 @@ class Entry:
 
     @property
     def seeds(self) -> list[Any]:
-        """The seeds of the pooled runs (those that record one), in order."""
-        return [r.seed for r in self.runs if r.seed is not None]
+        """The seeds of the pooled runs (those that record one), numbers first in increasing order."""
+        seeds = [r.seed for r in self.runs if r.seed is not None]
+        return sorted(seeds, key=lambda s: (0, s, "") if isinstance(s, int | float) else (1, 0, str(s)))
 
 
 def identity_config(run: Run) -> dict[str, Any]:
@@ -139,17 +140,37 @@ def _unique_labels(entries: list[Entry]) -> None:
 
 def config_differences(entries: Sequence[Entry]) -> list[str]:
     """The config keys whose values differ between the system rows (a key one row lacks counts as
-    different), in the order they first appear."""
+    different), in the order they first appear. Left out as implied: ``name`` (the rows' labels), and
+    under a node whose ``_target_`` differs (``model.net._target_``: a U-Net vs an Open-Unmix network), a
+    key only some rows have (a class's own parameter) whose value is the same in all rows of one class:
+    the class says it. Keys all rows have, or that differ between rows of one class (the noise size of
+    two GANs next to a BLSTM), stay."""
     systems = [e for e in entries if e.role == "system" and e.config]
     if len(systems) < 2:
         return []
     keys = list(dict.fromkeys(k for e in systems for k in e.config))
     missing = object()
-    return [
-        k
-        for k in keys
-        if len({json.dumps(e.config.get(k, missing), sort_keys=True, default=str) for e in systems}) > 1
-    ]
+
+    def dump(config: dict[str, Any], key: str) -> str:
+        return json.dumps(config.get(key, missing), sort_keys=True, default=str)
+
+    differ = [k for k in keys if len({dump(e.config, k) for e in systems}) > 1]
+    classes = {k.removesuffix("_target_") for k in differ if k.endswith("._target_")}
+
+    def implied(key: str) -> bool:
+        if key == "name":
+            return True
+        if all(key in e.config for e in systems):
+            return False
+        for node in (n for n in classes if key.startswith(n) and key != f"{n}_target_"):
+            values: dict[str, set[str]] = {}  # per class at the node: the key's values
+            for e in systems:
+                values.setdefault(dump(e.config, f"{node}_target_"), set()).add(dump(e.config, key))
+            if all(len(v) == 1 for v in values.values()):
+                return True  # one value per class: the class says it
+        return False
+
+    return [k for k in differ if not implied(k)]
 
 
 def format_value(value: Any) -> str:

@@ -18,6 +18,7 @@ or the lowest for metrics that are better when lower (the LSD).
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,8 +117,13 @@ def build_leaderboard(
     correction: Correction = "holm",
     lower_is_better: Sequence[str] = (),
     oracles: Sequence[str] = ("oracle",),
+    systems: Sequence[str] | None = None,
 ) -> Leaderboard:
     """Filter ``runs``, group them into rows and compute every cell's statistics (see the module doc).
+
+    ``systems``: shell patterns (``fnmatch``) of the system rows to keep, by label
+    (``restore_gan_mp3_32k/mean``); the baseline and oracle rows stay. The tests and corrections are then
+    computed over the rows kept. ``None``: every row.
 
     Raises :class:`NoRunsError` when the filters leave no run, :class:`LeaderboardError` when the runs left
     mix tasks, datasets or splits, :class:`MissingMetricError` naming a metric or source no run has.
@@ -159,6 +165,17 @@ def build_leaderboard(
         if ((all_scores["source"] == s) & (all_scores["metric"] == m)).any()
     ]
     entries = group_entries(kept, seeds=seeds, oracles=oracles)
+    if systems is not None:
+        entries = [
+            e for e in entries if e.role != "system" or any(fnmatch.fnmatchcase(e.label, p) for p in systems)
+        ]
+        if not any(e.role == "system" for e in entries):
+            labels = [
+                e.label for e in group_entries(kept, seeds=seeds, oracles=oracles) if e.role == "system"
+            ]
+            raise LeaderboardError(
+                f"--system {' '.join(systems)}: no system row matches; the rows are: {', '.join(labels)}"
+            )
     baselines = {r.input_baseline for r in kept if r.input_baseline}
     baseline = sorted(baselines)[0] if len(baselines) == 1 else None
     notes = []
