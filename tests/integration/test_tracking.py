@@ -3,6 +3,7 @@ offline W&B run file, MLflow's client on the SQLite store, TensorBoard's event r
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,24 @@ def wandb_records(path: Path, block: int = 32768):
             yield record
 
 
+def complete_wandb_records(path: Path, timeout: float = 60.0) -> list:
+    """The records of a finished run's ``.wandb`` file. W&B's service process writes the file on its own
+    and may still be flushing it just after the run has finished: read it again until it ends with the
+    run's ``exit`` record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = list(wandb_records(path))
+        except Exception:  # a record being written: read again
+            records = []
+        if (records and records[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def test_wandb_offline_run_holds_config_metrics_audio_and_the_evaluation(run):
     (run_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
-    records = list(wandb_records(run_file))
+    records = complete_wandb_records(run_file)
     kinds = [r.WhichOneof("record_type") for r in records]
     (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert info.project == "musicbench" and info.run_group == ""  # a single run: no sweep group
@@ -154,4 +170,4 @@ def test_a_failed_training_closes_its_tracker_runs_as_failed(tmp_path, tiny_chor
     (found,) = client.search_runs([client.get_experiment_by_name("default").experiment_id])
     assert found.info.status == "FAILED"
     (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
-    assert [r.exit.exit_code for r in wandb_records(run_file) if r.HasField("exit")] == [1]
+    assert [r.exit.exit_code for r in complete_wandb_records(run_file) if r.HasField("exit")] == [1]
