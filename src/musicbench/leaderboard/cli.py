@@ -180,15 +180,15 @@ def _run(args: argparse.Namespace) -> int:
         status.print(f"wrote {args.out}", highlight=False)
     else:
         sys.stdout.write(render(board, fmt))
+    # The runs the table is made of (the filters as the board resolved them).
+    shown = filter_runs(runs, task=board.task, dataset=board.dataset, split=board.split)
     if args.diversity_plot:
         from musicbench.leaderboard.plots import plot_diversity
 
-        kept = filter_runs(runs, task=board.task, dataset=board.dataset, split=board.split)
-        plot_diversity(kept, args.diversity_plot, board.columns[0].metric, baseline=board.baseline)
+        plot_diversity(shown, args.diversity_plot, board.columns[0].metric, baseline=board.baseline)
         status.print(f"wrote {args.diversity_plot}", highlight=False)
     if args.export_runs:
-        kept = filter_runs(runs, task=args.task, dataset=args.dataset, split=args.split)
-        copies = export_runs(kept, args.export_runs, root=Path.cwd())
+        copies = export_runs(shown, args.export_runs, root=Path.cwd())
         status.print(f"copied {len(copies)} run(s) to {args.export_runs}", highlight=False)
     if args.plot:
         from musicbench.leaderboard.plots import plot_leaderboard  # matplotlib is slow to import
