@@ -14,11 +14,12 @@ DOCTOR := MUSICBENCH_SKIP_TORCH_CHECK=1 $(PY) -m musicbench.doctor
 CHORALES_ROOT ?= data/chorales
 CHORALES_TRACKS ?= 32
 CHORALES_SECONDS ?= 30
+CHORALES_HIRES_ROOT ?= data/chorales_88k
 CADENZA_ROOT ?= data/cadenza_chorales
 PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: help install lock doctor sysdeps data run cadenza studies study-separation study-restoration test bench bench-gpu lint format clean
+.PHONY: help install lock doctor sysdeps data data-hires run cadenza studies study-separation study-restoration test bench bench-gpu lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +66,9 @@ doctor: install ## Versions of python, torch, torchaudio, lightning, hydra, numb
 
 data: install ## Generate the embedded chorale dataset (CHORALES_TRACKS, CHORALES_SECONDS)
 	$(VENV)/bin/mb-data chorales --root $(CHORALES_ROOT) --num-tracks $(CHORALES_TRACKS) --max-seconds $(CHORALES_SECONDS)
+
+data-hires: install ## The chorales rendered at 88.2 kHz for hi-res restoration (16 x 12 s)
+	$(VENV)/bin/mb-data chorales --root $(CHORALES_HIRES_ROOT) --num-tracks 16 --max-seconds 12 --sample-rate 88200
 
 run: data ## Main job: train the U-Net separator on the chorales, evaluate on the test split, print the table
 	$(VENV)/bin/mb-train experiment=chorales_unet paths.chorales_root=$(CHORALES_ROOT)

@@ -37,6 +37,16 @@ def tiny_chorales_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_hires_chorales_root(tmp_path_factory) -> Path:
+    """The tiny chorale dataset rendered at 88.2 kHz (hi-res restoration), generated once per test session."""
+    from musicbench.data.chorales import generate_chorales
+
+    root = tmp_path_factory.mktemp("chorales_88k")
+    generate_chorales(root, progress=False, sample_rate=88200, **TINY_CHORALES)
+    return root
+
+
 def copy_dataset(src: Path, dst: Path, change: str | None = None, update_manifest: bool = True) -> Path:
     """Copy a chorale dataset to ``dst``; with ``change``, that track's audio is halved in every file (new
     content, same length), and the manifest's hashes follow unless ``update_manifest`` is false."""

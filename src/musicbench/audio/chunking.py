@@ -68,6 +68,11 @@ def chunked_apply(
     starts = list(range(0, total - crossfade, step))
     if starts[-1] + chunk < total:  # the final core must reach the end of the track
         starts.append(starts[-1] + step)
+    # A short final core would hand fn a few samples (fewer than an STFT frame, without context): start it
+    # earlier, on the grid, so that it is a whole chunk; its longer overlap gets a longer cross-fade.
+    full = -(-(total - chunk) // align) * align
+    if len(starts) > 1 and starts[-1] > full:
+        starts[-1] = max(full, starts[-2] + align)
     out: torch.Tensor | None = None
     norm = torch.zeros(total, device=x.device, dtype=x.dtype)
     for i, start in enumerate(starts):

@@ -47,3 +47,19 @@ class Stft(torch.nn.Module):
             length=length,
         )
         return x.reshape(*shape[:-2], length)
+
+
+def band_bins(n_fft: int, sample_rate: int, max_freq: float | None) -> int:
+    """How many STFT bins (from bin 0) lie at or below ``max_freq`` Hz for an ``n_fft``-point STFT at
+    ``sample_rate`` Hz: ``n_fft // 2 + 1`` when ``max_freq`` is ``None`` or reaches the Nyquist frequency.
+
+    Bin ``k`` is at ``k * sample_rate / n_fft`` Hz. Used by the upsampling heads of hi-res restorers: the
+    input of a model at ``sample_rate`` whose content comes from a lower rate ``r`` fills ``band_bins(n_fft,
+    sample_rate, r / 2)`` bins.
+    """
+    total = n_fft // 2 + 1
+    if max_freq is None:
+        return total
+    if max_freq <= 0:
+        raise ValueError(f"max_freq must be > 0 Hz, got {max_freq}")
+    return min(total, int(max_freq * n_fft / sample_rate) + 1)

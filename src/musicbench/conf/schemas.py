@@ -87,6 +87,7 @@ class Mp3PairsDataSchema(LoaderSchema):
     """``data=mp3_pairs`` (``Mp3PairsDataModule``)."""
 
     stem: str = MISSING
+    target_rate: int = MISSING
     sources: list[str] = MISSING
     cache_dir: Optional[str] = MISSING
     prepare_workers: int = MISSING

@@ -2,8 +2,13 @@
 
 A pair is stored as float wav files in ``<cache_dir>/<codec name>/<key>/{clean,degraded}.wav`` plus
 ``meta.json``, written last: an entry without it is unfinished, and every file is written atomically.
-``key`` hashes the clean file's content, every codec setting and the rate, so any change gives a new entry
+``key`` hashes the clean file's content, every codec setting and the rates, so any change gives a new entry
 and never a stale hit. Missing entries are encoded in worker processes, with a progress bar.
+
+Hi-res pairs (``target_rate`` above the codec's ``sample_rate``): the clean audio is kept at the target
+rate and the degraded audio is made by the realistic chain (:func:`degrade`): resample to the codec's rate,
+MP3 round trip, then resample the decode back to the target rate, so that both files of a pair have one
+rate and one length (the degraded file holds nothing above the codec rate's Nyquist frequency).
 
 ``meta.json`` records each file's size, length (frames) and sha256. An entry is verified when it is used:
 size and the header's length every time, the sha256 once per process (remembered by path, size and
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soxr
 import torch
 from torch import Tensor
@@ -133,24 +139,59 @@ class PairTrack:
         return digest_of("mp3 pair", self.path.name, self.num_frames)
 
 
-def entry_key(content_hash: str, codec: Mp3Codec, sample_rate: int) -> str:
-    """The cache key of a pair: hashes the clean content, every codec setting and the rate (Hz)."""
-    blob = repr((CACHE_VERSION, content_hash, sorted(codec.params().items()), int(sample_rate)))
+def entry_key(content_hash: str, codec: Mp3Codec, sample_rate: int, target_rate: int | None = None) -> str:
+    """The cache key of a pair: hashes the clean content, every codec setting and the rates (Hz).
+
+    ``target_rate`` (the clean audio's rate) enters the key only when it differs from ``sample_rate``, so
+    the keys of same-rate pairs are those of earlier versions.
+    """
+    rates: tuple[int, ...] = (int(sample_rate),)
+    if target_rate is not None and int(target_rate) != int(sample_rate):
+        rates += (int(target_rate),)
+    blob = repr((CACHE_VERSION, content_hash, sorted(codec.params().items()), *rates))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def prepare_pair(item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: Path) -> dict[str, Any]:
+def resample(audio: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """``(C, T)`` float32 at ``rate`` Hz -> ``(C, T')`` at ``new_rate`` Hz (soxr, high quality); a no-op
+    when the rates agree."""
+    if int(rate) == int(new_rate):
+        return audio
+    return np.ascontiguousarray(soxr.resample(audio.T, int(rate), int(new_rate), quality="HQ").T)
+
+
+def degrade(
+    clean: np.ndarray, codec: Mp3Codec, sample_rate: int, target_rate: int | None = None
+) -> np.ndarray:
+    """The MP3 version of ``clean`` ``(C, T)`` float32 at ``target_rate`` Hz (default ``sample_rate``).
+
+    The realistic chain of a hi-res pair: resample to the codec's rate ``sample_rate``, encode and decode
+    with ``codec``, resample the decode back to ``target_rate``. Returns ``(codec.channels, T)`` float32 at
+    ``target_rate``, sample-aligned with ``clean``.
+    """
+    target = int(target_rate or sample_rate)
+    low = resample(clean, target, sample_rate)
+    decoded = codec(low, sample_rate).numpy()
+    return fit_length(torch.from_numpy(resample(decoded, sample_rate, target)), clean.shape[-1]).numpy()
+
+
+def prepare_pair(
+    item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: Path, target_rate: int | None = None
+) -> dict[str, Any]:
     """Encode ``item`` and write ``entry_dir/{clean,degraded}.wav`` then ``meta.json`` (atomically each).
 
-    Returns the meta dict. Runs in worker processes, so everything it needs is in its arguments.
+    ``sample_rate`` is the codec's rate, ``target_rate`` (default: the same) the rate of both files (see
+    :func:`degrade`). Returns the meta dict. Runs in worker processes, so everything it needs is in its
+    arguments.
     """
-    clean = to_channels(item.load(sample_rate).numpy(), codec.channels)
+    rate = int(target_rate or sample_rate)
+    clean = to_channels(item.load(rate).numpy(), codec.channels)
     try:
-        degraded = codec(clean, sample_rate).numpy()
+        degraded = degrade(clean, codec, sample_rate, rate)
     except CodecError as exc:
         raise DatasetError(f"cannot encode {item.name!r} ({item.path}) as MP3 {codec.name}: {exc}") from exc
-    write_audio(entry_dir / "clean.wav", clean, sample_rate, subtype="FLOAT")
-    write_audio(entry_dir / "degraded.wav", degraded, sample_rate, subtype="FLOAT")
+    write_audio(entry_dir / "clean.wav", clean, rate, subtype="FLOAT")
+    write_audio(entry_dir / "degraded.wav", degraded, rate, subtype="FLOAT")
     files = {
         name: {
             "bytes": (entry_dir / name).stat().st_size,
@@ -164,7 +205,8 @@ def prepare_pair(item: CleanItem, codec: Mp3Codec, sample_rate: int, entry_dir: 
         "source_path": str(item.path),
         "stem": item.stem,
         "codec": codec.params(),
-        "sample_rate": int(sample_rate),
+        "sample_rate": rate,
+        "codec_rate": int(sample_rate),
         "num_frames": int(clean.shape[-1]),
         "num_channels": int(clean.shape[0]),
         "cache_version": CACHE_VERSION,
@@ -239,20 +281,30 @@ class PairCache:
     Args:
         directory: the folder of this codec's entries.
         codec: the MP3 settings.
-        sample_rate: rate of the pairs in Hz (clean audio at another rate is resampled first).
+        sample_rate: the codec's rate in Hz (clean audio at another rate is resampled first).
         workers: processes encoding pairs in parallel (0: in this process).
         progress: show a progress bar while encoding.
+        target_rate: rate of the pairs' files in Hz (hi-res pairs, see :func:`degrade`); ``None``:
+            ``sample_rate``.
     """
 
     def __init__(
-        self, directory: Path, codec: Mp3Codec, sample_rate: int, workers: int = 2, progress: bool = True
+        self,
+        directory: Path,
+        codec: Mp3Codec,
+        sample_rate: int,
+        workers: int = 2,
+        progress: bool = True,
+        target_rate: int | None = None,
     ) -> None:
         self.directory, self.codec, self.sample_rate = Path(directory), codec, int(sample_rate)
+        self.target_rate = int(target_rate or sample_rate)
         self.workers, self.progress = int(workers), bool(progress)
 
     def entry(self, item: CleanItem, hashes: FileHashes | None = None) -> Path:
         """The entry folder of ``item`` (whether or not it exists yet); ``hashes``: see ``content_hash``."""
-        return self.directory / entry_key(item.content_hash(hashes), self.codec, self.sample_rate)
+        key = entry_key(item.content_hash(hashes), self.codec, self.sample_rate, self.target_rate)
+        return self.directory / key
 
     def pairs(self, items: Mapping[str, Sequence[CleanItem]]) -> dict[str, list[PairTrack]]:
         """The pairs of each group of ``items`` (split -> items), in order; the missing ones are encoded
@@ -297,7 +349,7 @@ class PairCache:
             if self.workers == 0 or len(todo) == 1:
                 for item, entry in todo:
                     bar.update(task, description=item.name)
-                    prepare_pair(item, self.codec, self.sample_rate, entry)
+                    prepare_pair(item, self.codec, self.sample_rate, entry, self.target_rate)
                     bar.advance(task)
                 return
             # Processes, not threads: the encoder holds the GIL. Forked where the platform allows it (as the
@@ -305,7 +357,9 @@ class PairCache:
             workers = min(self.workers, len(todo), os.cpu_count() or 1)
             with concurrent.futures.ProcessPoolExecutor(workers, initializer=_single_threaded_worker) as pool:
                 futures = {
-                    pool.submit(prepare_pair, item, self.codec, self.sample_rate, entry): item
+                    pool.submit(
+                        prepare_pair, item, self.codec, self.sample_rate, entry, self.target_rate
+                    ): item
                     for item, entry in todo
                 }
                 for future in concurrent.futures.as_completed(futures):

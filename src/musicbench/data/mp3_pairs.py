@@ -13,6 +13,11 @@ Three parts, one module each:
 Items follow the separation convention with one source, ``"clean"``: ``(degraded (C, T), clean (1, C, T))``,
 so the evaluation runner scores the MP3 input as its ``"mixture"`` baseline.
 
+Hi-res restoration (``target_rate`` above ``sample_rate``, e.g. 88200, 96000 or 176400 Hz): the clean audio
+is read at the target rate and the MP3 is made from it at the codec's rate ``sample_rate`` (44.1 kHz), then
+resampled to the target rate, so both sides of an item are at ``target_rate`` (the degraded side carries
+nothing above ``sample_rate / 2``): a model sees the MP3's band and predicts the target rate's bins.
+
 - Training: random aligned chunks of random tracks; with ``bitrates`` set (on-the-fly mode) every chunk is
   encoded at a bit rate drawn from the list (augmentation across bit rates), else read from the cache.
 - Validation: consecutive fixed segments (or full tracks); test: full tracks. Both from the cache.
@@ -27,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from musicbench.audio.mp3 import Mp3Codec
 from musicbench.data.index import TrackIndex
 from musicbench.data.loading import ChunkSampling, EvalDataset, RandomChunks, SplitLoaders
-from musicbench.data.mp3_cache import CLEAN, CleanItem, PairCache, PairTrack
+from musicbench.data.mp3_cache import CLEAN, CleanItem, PairCache, PairTrack, degrade
 from musicbench.data.splits import SPLITS, TEST, TRAIN, VALID, check_split
 from musicbench.data.tracks import MIXTURE, DatasetError, fit_length
 from musicbench.errors import ConfigError
@@ -58,9 +64,11 @@ class PairChunkDataset(RandomChunks):
         codec: Mp3Codec | None = None,
         bitrates: Sequence[int] | None = None,
         margin: int = 0,
+        codec_rate: int | None = None,
     ) -> None:
         super().__init__(tracks, sampling)
         self.codec, self.bitrates, self.margin = codec, list(bitrates or []), int(margin)
+        self.codec_rate = codec_rate
 
     def _draw(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         t, offset = self._draw_position(rng)
@@ -73,7 +81,9 @@ class PairChunkDataset(RandomChunks):
         lo = max(0, offset - self.margin)
         hi = min(track.num_frames, offset + self.chunk_frames + self.margin)
         _, clean = track.load(lo, hi - lo)
-        degraded = codec(clean[0], track.sample_rate)[:, offset - lo :][:, : self.chunk_frames]
+        rate = track.sample_rate
+        degraded = torch.from_numpy(degrade(clean[0].numpy(), codec, self.codec_rate or rate, rate))
+        degraded = degraded[:, offset - lo :][:, : self.chunk_frames]
         clean = clean[..., offset - lo :][..., : self.chunk_frames]
         return fit_length(degraded, self.chunk_frames), fit_length(clean, self.chunk_frames)
 
@@ -90,7 +100,9 @@ class Mp3PairsDataModule(SplitLoaders):
             :class:`~musicbench.data.index.FolderIndex`); its split is the split of the pairs.
         codec: the MP3 settings of the cached pairs (validation/test, and training without ``bitrates``).
         stem: which stem of each track is the clean audio: ``"mixture"`` or one of ``source.sources``.
-        sample_rate: rate of the pairs in Hz (an MPEG layer III rate).
+        sample_rate: the MP3's rate in Hz (an MPEG layer III rate): what the model's input carries.
+        target_rate: rate of the clean audio and of the items in Hz (hi-res restoration: e.g. 88200, 96000,
+            176400); ``None``: ``sample_rate``. Must not be below ``sample_rate``.
         sources: must be ``["clean"]``: the one target, named in metrics and results.
         cache_dir: where pairs are stored; ``None``: ``<source root>/.mp3_pairs``.
         prepare_workers: processes encoding pairs in parallel (0: in this process).
@@ -110,6 +122,7 @@ class Mp3PairsDataModule(SplitLoaders):
         codec: Mp3Codec,
         stem: str = MIXTURE,
         sample_rate: int = 44100,
+        target_rate: int | None = None,
         sources: Sequence[str] = (CLEAN,),
         cache_dir: str | Path | None = None,
         prepare_workers: int = 2,
@@ -119,7 +132,15 @@ class Mp3PairsDataModule(SplitLoaders):
         progress: bool = True,
         **loading: Any,
     ) -> None:
-        super().__init__(sample_rate=sample_rate, **loading)
+        target = int(sample_rate if target_rate is None else target_rate)
+        if target < int(sample_rate):
+            raise ConfigError(
+                f"data.target_rate={target_rate} is below data.sample_rate={sample_rate} (the MP3's rate): "
+                "set data.target_rate to the rate of the restored audio (>= the MP3's) or null"
+            )
+        # The items' rate is the target rate: chunk lengths in seconds are converted with it.
+        super().__init__(sample_rate=target, **loading)
+        self.codec_rate = int(sample_rate)
         if list(sources) != [CLEAN]:
             raise ConfigError(
                 f"data.sources must be ['{CLEAN}'] for MP3 pairs (one target), got {list(sources)}"
@@ -131,15 +152,15 @@ class Mp3PairsDataModule(SplitLoaders):
             )
         if short_tracks not in ("pad", "skip"):
             raise ConfigError(f"data.short_tracks must be 'pad' or 'skip', got {short_tracks!r}")
-        codec.check(sample_rate)  # unsupported rate/bit rate: fail at construction, naming the values
+        codec.check(self.codec_rate)  # unsupported rate/bit rate: fail at construction, naming the values
         for b in bitrates or []:
-            codec.with_bitrate(b).check(sample_rate)
+            codec.with_bitrate(b).check(self.codec_rate)
         self.source, self.codec, self.stem = source, codec, stem
         self.sources = [CLEAN]
         self.cache_dir = cache_dir
         self.prepare_workers, self.progress = int(prepare_workers), bool(progress)
         self.bitrates = None if not bitrates else [int(b) for b in bitrates]
-        self.margin = int(round(on_the_fly_margin_seconds * sample_rate))
+        self.margin = int(round(on_the_fly_margin_seconds * self.sample_rate))
         self.short_tracks = short_tracks
         self._tracks: dict[str, list[PairTrack]] = {}
 
@@ -147,6 +168,11 @@ class Mp3PairsDataModule(SplitLoaders):
     def root(self) -> Any:
         """The dataset root of the clean source (what run summaries name as the data)."""
         return self.source.root
+
+    @property
+    def target_rate(self) -> int:
+        """Rate of the items (clean and degraded) in Hz; above :attr:`codec_rate` for hi-res pairs."""
+        return self.sample_rate
 
     @property
     def codec_dir(self) -> Path:
@@ -157,7 +183,9 @@ class Mp3PairsDataModule(SplitLoaders):
     @functools.cached_property
     def cache(self) -> PairCache:
         """The pair cache in :attr:`codec_dir` (built on first use: the root may not exist before)."""
-        return PairCache(self.codec_dir, self.codec, self.sample_rate, self.prepare_workers, self.progress)
+        return PairCache(
+            self.codec_dir, self.codec, self.codec_rate, self.prepare_workers, self.progress, self.sample_rate
+        )
 
     def prepare_data(self) -> None:
         """Prepare the pairs of every split in one pool (cache hits are not re-encoded)."""
@@ -209,7 +237,7 @@ class Mp3PairsDataModule(SplitLoaders):
         """Build the datasets ``stage`` needs (``fit``, ``validate``, ``test``, ``predict`` or ``None``: all)."""
         if stage in (None, "fit"):
             self.train_set = PairChunkDataset(
-                self._train_tracks(), self.sampling, self.codec, self.bitrates, self.margin
+                self._train_tracks(), self.sampling, self.codec, self.bitrates, self.margin, self.codec_rate
             )
         if stage in (None, "fit", "validate"):
             self.valid_set = EvalDataset(self.tracks(VALID), self.valid_segment_frames)

@@ -67,7 +67,9 @@ def evaluate_model(
     if evaluator.excerpts and (shard is None or shard[0] == 0):
         from musicbench.evaluation.excerpts import save_excerpts
 
-        save_excerpts(model, tracks, out_dir, evaluator.excerpts, evaluator.excerpt_seconds)
+        save_excerpts(
+            model, tracks, out_dir, evaluator.excerpts, evaluator.excerpt_seconds, evaluator.excerpt_range_db
+        )
     return summary
 
 

@@ -62,6 +62,7 @@ class Evaluator:
             (``sample_<k>`` systems); reported as the system ``diversity`` with metrics ``pairwise_<name>``.
         excerpts, excerpt_seconds: save audio and spectrogram panels of ``excerpt_seconds`` from the first
             ``excerpts`` tracks next to the results (restoration; see ``evaluation.excerpts``).
+        excerpt_range_db: dB range of the spectrogram panels' colour scale (below the loudest bin).
         oracles: ``{name: oracle}`` (see ``Oracle``): estimates computed from each track's references and
             scored as the system ``oracle_<name>`` (``irm``: ``oracle_irm``), an upper bound next to the
             model and the baseline.
@@ -79,6 +80,7 @@ class Evaluator:
         diversity: Mapping[str, Metric] | None = None,
         excerpts: int = 0,
         excerpt_seconds: float = 6.0,
+        excerpt_range_db: float = 90.0,
         oracles: Mapping[str, Oracle] | None = None,
     ) -> None:
         if input_baseline is not None and (not input_baseline or is_model_system(input_baseline)):
@@ -95,6 +97,7 @@ class Evaluator:
         self.lower_is_better = set(lower_is_better)
         self.diversity = dict(diversity or {})
         self.excerpts, self.excerpt_seconds = int(excerpts), float(excerpt_seconds)
+        self.excerpt_range_db = float(excerpt_range_db)
         self.oracles = dict(oracles or {})
 
     def score(self, reference: torch.Tensor, estimate: torch.Tensor, sources: Sequence[str]):

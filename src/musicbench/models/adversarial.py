@@ -18,7 +18,7 @@ from musicbench.audio.stft import Stft
 from musicbench.evaluation.systems import MEAN, sample_name
 from musicbench.models.base import OptimizerFactory, SchedulerFactory, build_optimizer, track_seed
 from musicbench.models.losses import WassersteinLoss, gradient_penalty
-from musicbench.models.restoration import RestorationModule
+from musicbench.models.restoration import RestorationModule, input_band_bins
 
 
 class AdversarialRestorer(RestorationModule):
@@ -44,6 +44,10 @@ class AdversarialRestorer(RestorationModule):
         num_samples: restorations drawn per track at evaluation (``K``).
         seed: base of the per-track noise seeds at inference.
         audio_channels, n_fft, hop_length: the STFT of the features.
+        input_rate: rate (Hz) whose band the input carries (hi-res restoration: the MP3's 44.1 kHz, below
+            ``sample_rate``); the generator and the critic's condition see only the STFT bins below
+            ``input_rate / 2`` (the rest set to zero, not the resampler's residue) and the generator's
+            residual covers every bin of ``sample_rate``. ``None``: the full band.
         **kwargs: :class:`RestorationModule` arguments (sample rate, inference chunking). Its ``loss`` is
             the reconstruction loss used for ``val/loss``.
 
@@ -73,6 +77,7 @@ class AdversarialRestorer(RestorationModule):
         audio_channels: int = 2,
         n_fft: int = 1024,
         hop_length: int = 256,
+        input_rate: int | None = None,
         **kwargs,
     ) -> None:
         rec = reconstruction if reconstruction is not None else nn.L1Loss()
@@ -85,6 +90,7 @@ class AdversarialRestorer(RestorationModule):
         self.generator = generator(in_channels=k, out_channels=k)
         self.critic = critic(in_channels=k)
         self.stft = Stft(n_fft, hop_length)
+        self.input_bins = input_band_bins(n_fft, self.sample_rate, input_rate)
         self.adversarial = adversarial if adversarial is not None else WassersteinLoss()
         self.gp_weight, self.rec_weight = float(gradient_penalty_weight), float(reconstruction_weight)
         self.use_reconstruction = reconstruction is not None and self.rec_weight > 0
@@ -108,6 +114,15 @@ class AdversarialRestorer(RestorationModule):
         spec = self.stft(audio)
         return self.representation.encode(spec), spec
 
+    def _condition(self, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's input features (the input's band only) and the degraded STFT."""
+        cond, spec = self._features(degraded)
+        if self.input_bins < cond.shape[-2]:
+            cond = torch.cat(
+                (cond[..., : self.input_bins, :], cond.new_zeros(cond[..., self.input_bins :, :].shape)), -2
+            )
+        return cond, spec
+
     def _generate(self, condition: torch.Tensor, net: nn.Module, generator=None) -> torch.Tensor:
         return condition + net(condition, generator=generator)
 
@@ -118,7 +133,7 @@ class AdversarialRestorer(RestorationModule):
         (the EMA generator outside training, unless ``use_ema=False``)."""
         use_ema = (not self.training) if use_ema is None else use_ema
         net = self.ema.module if (use_ema and self.ema is not None) else self.generator
-        cond, spec = self._features(degraded)
+        cond, spec = self._condition(degraded)
         est = self.representation.decode(self._generate(cond, net, generator), spec)
         return self.stft.inverse(est, degraded.shape[-1])
 
@@ -158,7 +173,7 @@ class AdversarialRestorer(RestorationModule):
         opt_g, opt_d = self.optimizers()
         degraded, clean = batch
         clean, bs = clean[:, 0], degraded.shape[0]
-        cond, spec = self._features(degraded)
+        cond, spec = self._condition(degraded)
         real, _ = self._features(clean)
 
         for _ in range(self.critic_steps):

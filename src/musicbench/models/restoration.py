@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from musicbench.audio.stft import Stft
+from musicbench.audio.stft import Stft, band_bins
 from musicbench.metrics.restoration import log_spectral_distance
 from musicbench.metrics.sdr import global_sdr
 from musicbench.models.base import System, per_item
@@ -75,6 +75,22 @@ class RestorationModule(System):
         )
 
 
+def input_band_bins(n_fft: int, sample_rate: int, input_rate: int | None) -> int:
+    """STFT bins of an ``n_fft``-point STFT at ``sample_rate`` Hz that carry the band of audio at
+    ``input_rate`` Hz (all ``n_fft // 2 + 1`` when ``input_rate`` is ``None`` or ``sample_rate``).
+
+    Raises:
+        ValueError: ``input_rate`` is above ``sample_rate``.
+    """
+    if input_rate is None or int(input_rate) == int(sample_rate):
+        return n_fft // 2 + 1
+    if int(input_rate) > int(sample_rate):
+        raise ValueError(
+            f"model.input_rate={input_rate} Hz must not exceed model.sample_rate={sample_rate} Hz (the output's)"
+        )
+    return band_bins(n_fft, int(sample_rate), int(input_rate) / 2)
+
+
 class IdentityRestorer(RestorationModule):
     """Returns the degraded input: the do-nothing baseline (the MP3 row of every results table)."""
 
@@ -95,13 +111,22 @@ class SpectralRestorer(RestorationModule):
     re-create bins the codec removed. With ``complex_output=True`` it predicts a complex residual added to
     ``X``, which can also correct the phase.
 
+    Hi-res restoration (``input_rate`` below ``sample_rate``): the input is the MP3 resampled to
+    ``sample_rate``, so its STFT is empty above ``input_rate / 2``. The network sees only the bins below
+    (:func:`input_band_bins`) and predicts every bin of ``sample_rate`` (its upsampling head, called with
+    ``output_bins``); above ``input_rate / 2`` the residual builds the magnitude up from the log floor,
+    with the degraded STFT's phase there (resampler residue: in effect a random phase).
+
     Args:
-        net: factory (``_partial_: true``) called as ``net(num_bins=n_fft // 2 + 1, audio_channels=C,
-            outputs_per_bin=1 or 2)``, mapping ``(B, C, F, N)`` to ``(B, C, outputs_per_bin, F, N)``.
+        net: factory (``_partial_: true``) called as ``net(num_bins=F_in, audio_channels=C,
+            outputs_per_bin=1 or 2)`` (plus ``output_bins=n_fft // 2 + 1`` for an upsampling head), mapping
+            ``(B, C, F_in, N)`` to ``(B, C, outputs_per_bin, n_fft // 2 + 1, N)``; ``F_in`` is
+            ``n_fft // 2 + 1`` unless ``input_rate`` is below ``sample_rate``.
         audio_channels: channels of the audio.
         n_fft, hop_length: STFT size and hop in samples.
         complex_output: predict a complex residual instead of a log-magnitude residual.
         eps: magnitude floor of the log.
+        input_rate: rate (Hz) whose band the input carries; ``None`` or ``sample_rate``: the full band.
         **kwargs: :class:`RestorationModule` arguments (loss, optimizer, scheduler, sample_rate, inference).
     """
 
@@ -113,16 +138,20 @@ class SpectralRestorer(RestorationModule):
         hop_length: int = 256,
         complex_output: bool = False,
         eps: float = 1e-5,
+        input_rate: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.stft = Stft(n_fft, hop_length)
         self.complex_output, self.eps = bool(complex_output), float(eps)
         self.audio_channels = int(audio_channels)
+        self.input_bins = input_band_bins(n_fft, self.sample_rate, input_rate)
+        bins = n_fft // 2 + 1
         self.net = net(
-            num_bins=n_fft // 2 + 1,
+            num_bins=self.input_bins,
             audio_channels=self.audio_channels,
             outputs_per_bin=2 if complex_output else 1,
+            **({"output_bins": bins} if self.input_bins < bins else {}),
         )
 
     @property
@@ -132,7 +161,7 @@ class SpectralRestorer(RestorationModule):
     def restore(self, degraded: torch.Tensor) -> torch.Tensor:
         spec = self.stft(degraded)  # (B, C, F, N) complex
         log_mag = torch.log(spec.abs() + self.eps)
-        out = self.net(log_mag)  # (B, C, K, F, N)
+        out = self.net(log_mag[:, :, : self.input_bins])  # (B, C, K, F, N): every bin F
         if self.complex_output:
             est = spec + torch.complex(out[:, :, 0], out[:, :, 1])
         else:
