@@ -10,10 +10,10 @@ from musicbench.audio.mp3 import Mp3Codec
 from musicbench.data.index import FolderIndex
 from musicbench.data.mp3_cache import degrade, entry_key
 from musicbench.data.mp3_pairs import Mp3PairsDataModule
-from musicbench.data.musdb_index import MusdbIndex
 from musicbench.errors import ConfigError
 
-SATB = ["soprano", "alto", "tenor", "bass"]
+from .test_mp3_pairs import chorale_dm
+
 CODEC_RATE = 44100
 
 
@@ -26,20 +26,8 @@ def band_db(audio: np.ndarray, rate: int, lo: float, hi: float) -> float:
 
 
 def hires_dm(root, cache, target_rate, **kwargs) -> Mp3PairsDataModule:
-    return Mp3PairsDataModule(
-        MusdbIndex(root, SATB, target_rate),
-        kwargs.pop("codec", Mp3Codec(bitrate=128)),
-        sample_rate=CODEC_RATE,
-        target_rate=target_rate,
-        cache_dir=cache,
-        prepare_workers=0,
-        chunk_seconds=0.5,
-        samples_per_epoch=2,
-        batch_size=2,
-        valid_segment_seconds=1.0,
-        progress=False,
-        **kwargs,
-    )
+    codec = Mp3Codec(bitrate=128)
+    return chorale_dm(root, cache, codec=codec, target_rate=target_rate, chunk_seconds=0.5, **kwargs)
 
 
 def test_pairs_are_at_the_target_rate_and_the_input_holds_only_the_mp3_band(

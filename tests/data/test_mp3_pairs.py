@@ -37,7 +37,8 @@ def chorale_dm(root: Path, cache: Path, **kwargs) -> Mp3PairsDataModule:
         valid_segment_seconds=1.0,
         progress=False,
     )
-    return Mp3PairsDataModule(MusdbIndex(root, SATB, SR), codec, **{**defaults, **kwargs})
+    rate = kwargs.get("target_rate") or SR  # the files' rate: the clean side's
+    return Mp3PairsDataModule(MusdbIndex(root, SATB, rate), codec, **{**defaults, **kwargs})
 
 
 def entries(cache: Path) -> set[Path]:
