@@ -16,7 +16,9 @@ from musicbench.nets.gan import SpectralCritic, SpectralGenerator
 def _model(z_dim=4, **kw):
     torch.manual_seed(0)
     model = AdversarialRestorer(
-        generator=functools.partial(SpectralGenerator, z_dim=z_dim, depth=2, base_channels=8),
+        generator=functools.partial(
+            SpectralGenerator, z_dim=z_dim, depth=2, base_channels=8, noise_levels=None
+        ),
         critic=functools.partial(SpectralCritic, depth=2, base_channels=8),
         representation=CompressedComplex(0.5),
         optimizer=functools.partial(torch.optim.Adam, lr=1e-3),

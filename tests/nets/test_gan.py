@@ -5,9 +5,11 @@ from musicbench.audio.representations import CompressedComplex, LogMagnitude
 from musicbench.nets.gan import SpectralCritic, SpectralGenerator
 
 
-def _gen(z_dim=8, **kw):
+def _gen(z_dim=8, noise_levels=None, **kw):
     torch.manual_seed(0)
-    net = SpectralGenerator(in_channels=4, out_channels=4, z_dim=z_dim, depth=3, base_channels=8, **kw)
+    net = SpectralGenerator(
+        in_channels=4, out_channels=4, z_dim=z_dim, depth=3, base_channels=8, noise_levels=noise_levels, **kw
+    )
     # the output layer starts at zero (identity residual): give it weights so z can show in the output
     torch.nn.init.normal_(net.head.weight, std=0.1)
     return net
@@ -23,6 +25,10 @@ def test_generator_shapes_and_noise_shapes():
     bottleneck_only = _gen(noise_levels=1)
     assert bottleneck_only.noise_shapes(x.shape) == [(2, 8, 5, 3)]
     assert bottleneck_only(x, z=torch.randn(2, 8, 5, 3)).shape == x.shape  # one level: a tensor will do
+    # the default: noise at the bottleneck only, the layout of checkpoints saved without noise_levels
+    default = SpectralGenerator(in_channels=4, out_channels=4, z_dim=8, depth=3, base_channels=8)
+    assert default.state_dict().keys() == bottleneck_only.state_dict().keys()
+    assert default.bottleneck[0].in_channels == 32 + 8 and default.head.in_channels == 16
     with pytest.raises(ValueError, match="noise_levels"):
         _gen(noise_levels=5)  # depth 3 has 4 resolutions
 

@@ -52,10 +52,11 @@ class SpectralGenerator(nn.Module):
         depth: stride-2 down/up-sampling levels (time and frequency).
         base_channels: width of the first level; doubles per level, capped at ``max_channels``.
         max_channels: width cap.
-        noise_levels: how many resolutions get noise, from the bottleneck up: 1 the bottleneck alone,
-            ``None`` (default) all ``depth + 1`` of them (the bottleneck, the input of every upsampling
-            block that follows and the output layer at full resolution). Noise at the bottleneck alone is
-            easy to ignore: the skips carry all the decoder needs, so training drops it.
+        noise_levels: how many resolutions get noise, from the bottleneck up: 1 (default; the layout of
+            checkpoints saved without this argument) the bottleneck alone, ``None`` all ``depth + 1`` of
+            them (the bottleneck, the input of every upsampling block that follows and the output layer at
+            full resolution). Noise at the bottleneck alone is easy to ignore: the skips carry all the
+            decoder needs, so training drops it; ``conf/model/gan_restorer.yaml`` sets ``None``.
 
     Noise level ``l`` (``0``: the bottleneck) has the resolution ``1 / 2**(depth - l)`` of the padded input;
     :meth:`noise_shapes` gives the shapes. ``forward(x, z=None, generator=None)``: ``x`` is
@@ -73,7 +74,7 @@ class SpectralGenerator(nn.Module):
         depth: int = 4,
         base_channels: int = 32,
         max_channels: int = 256,
-        noise_levels: int | None = None,
+        noise_levels: int | None = 1,
     ) -> None:
         super().__init__()
         levels = depth + 1 if noise_levels is None else int(noise_levels)
