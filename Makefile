@@ -19,7 +19,7 @@ CADENZA_ROOT ?= data/cadenza_chorales
 PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: help install lock doctor sysdeps data data-hires run cadenza studies study-separation study-restoration test bench bench-gpu lint format clean
+.PHONY: help install lock doctor sysdeps data data-hires run cadenza studies study-separation study-restoration study-hires test bench bench-gpu lint format clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -107,7 +107,20 @@ study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN 
 		--out $(RESTORE_STUDY)/results.md --plot $(RESTORE_STUDY)/lsd.png --diversity-plot $(RESTORE_STUDY)/diversity.png
 	$(VENV)/bin/mb-leaderboard $(RESTORE_STUDY)/runs --metric all --out $(RESTORE_STUDY)/results_all.csv
 
-studies: study-separation study-restoration ## Both studies in experiments/
+HIRES_STUDY := experiments/restoration_hires_88k
+HIRES_ROWS := restore_hires_lstm_88k restore_hires_gan_88k/mean restore_hires_gan_88k/best_of_k \
+	restore_hires_gan_88k/sample_0
+
+study-hires: data-hires ## experiments/restoration_hires_88k: 128 kbit/s MP3 at 44.1 kHz -> 88.2 kHz, BLSTM vs GAN (~15 min)
+	MB_OUTPUT_ROOT=$(STUDY_OUT)/restoration_hires_88k $(VENV)/bin/mb-train -m \
+		experiment=restore_hires_lstm_88k,restore_hires_gan_88k paths.chorales_hires_root=$(CHORALES_HIRES_ROOT)
+	rm -rf $(HIRES_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/restoration_hires_88k --export-runs $(HIRES_STUDY)/runs
+	$(VENV)/bin/mb-leaderboard $(HIRES_STUDY)/runs --metric lsd_ext lsd_missing lsd snr --system $(HIRES_ROWS) \
+		--out $(HIRES_STUDY)/results.md --plot $(HIRES_STUDY)/lsd_ext.png --diversity-plot $(HIRES_STUDY)/diversity.png
+	$(VENV)/bin/mb-leaderboard $(HIRES_STUDY)/runs --metric all --out $(HIRES_STUDY)/results_all.csv
+
+studies: study-separation study-restoration study-hires ## Every study in experiments/
 
 test: install ## Run the whole test suite (TEST_WORKERS parallel pytest workers, default: one per core)
 	@# One BLAS/OpenMP thread per xdist worker: the workers already fill the cores, more threads thrash.

@@ -5,40 +5,65 @@ from musicbench.audio.representations import CompressedComplex, LogMagnitude
 from musicbench.nets.gan import SpectralCritic, SpectralGenerator
 
 
-def _gen(z_dim=8, **kw):
+def _gen(z_dim=8, noise_levels=None, **kw):
     torch.manual_seed(0)
-    net = SpectralGenerator(in_channels=4, out_channels=4, z_dim=z_dim, depth=3, base_channels=8, **kw)
+    net = SpectralGenerator(
+        in_channels=4, out_channels=4, z_dim=z_dim, depth=3, base_channels=8, noise_levels=noise_levels, **kw
+    )
     # the output layer starts at zero (identity residual): give it weights so z can show in the output
     torch.nn.init.normal_(net.head.weight, std=0.1)
     return net
 
 
-def test_generator_shapes_and_noise_shape():
+def test_generator_shapes_and_noise_shapes():
     net = _gen()
-    x = torch.randn(2, 4, 37, 21)  # not multiples of 2**depth
-    assert net.noise_shape(x.shape) == (2, 8, 5, 3)
+    x = torch.randn(2, 4, 37, 21)  # not multiples of 2**depth: padded to 40 x 24
+    assert net.noise_shapes(x.shape) == [(2, 8, 5, 3), (2, 8, 10, 6), (2, 8, 20, 12), (2, 8, 40, 24)]
     assert net(x).shape == x.shape
-    with pytest.raises(ValueError, match="z must have shape"):
-        net(x, z=torch.randn(2, 8, 4, 3))
+    with pytest.raises(ValueError, match="z must have shapes"):
+        net(x, z=[torch.randn(2, 8, 4, 3)])
+    bottleneck_only = _gen(noise_levels=1)
+    assert bottleneck_only.noise_shapes(x.shape) == [(2, 8, 5, 3)]
+    assert bottleneck_only(x, z=torch.randn(2, 8, 5, 3)).shape == x.shape  # one level: a tensor will do
+    # the default: noise at the bottleneck only, the layout of checkpoints saved without noise_levels
+    default = SpectralGenerator(in_channels=4, out_channels=4, z_dim=8, depth=3, base_channels=8)
+    assert default.state_dict().keys() == bottleneck_only.state_dict().keys()
+    assert default.bottleneck[0].in_channels == 32 + 8 and default.head.in_channels == 16
+    with pytest.raises(ValueError, match="noise_levels"):
+        _gen(noise_levels=5)  # depth 3 has 4 resolutions
+
+
+@pytest.mark.parametrize("level", range(4))
+def test_noise_at_every_level_reaches_the_output(level):
+    """Changing z at one level alone changes the output: no level is cut off from the output."""
+    net = _gen().eval()
+    x = torch.randn(1, 4, 32, 16)
+    z = net.draw_noise(x.shape, torch.Generator().manual_seed(1))
+    changed = [t.clone() for t in z]
+    changed[level] = torch.randn(changed[level].shape, generator=torch.Generator().manual_seed(2))
+    a, b = net(x, z), net(x, changed)
+    assert (a - b).abs().max() > 1e-4
 
 
 def test_different_z_different_output_same_z_same_output():
     net = _gen().eval()
     x = torch.randn(1, 4, 32, 16)
-    z1 = torch.randn(net.noise_shape(x.shape), generator=torch.Generator().manual_seed(1))
-    z2 = torch.randn(net.noise_shape(x.shape), generator=torch.Generator().manual_seed(2))
-    a, a2, b = net(x, z1), net(x, z1.clone()), net(x, z2)
+    z1 = net.draw_noise(x.shape, torch.Generator().manual_seed(1))
+    z2 = net.draw_noise(x.shape, torch.Generator().manual_seed(2))
+    a, a2, b = net(x, z1), net(x, [t.clone() for t in z1]), net(x, z2)
     assert torch.equal(a, a2)
     assert (a - b).abs().max() > 1e-4
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(net(x, generator=g1), net(x, generator=g2))
+    assert torch.equal(net(x, generator=torch.Generator().manual_seed(1)), a)  # levels drawn in order
 
 
 def test_zero_z_dim_is_deterministic():
     net = _gen(z_dim=0).eval()
     x = torch.randn(2, 4, 32, 16)
     assert torch.equal(net(x), net(x))
-    assert net.noise_shape(x.shape)[1] == 0
+    assert net.noise_shapes(x.shape) == []
+    assert net.head.in_channels == 16 and net.bottleneck[0].in_channels == 32  # no noise channels anywhere
 
 
 def test_untrained_generator_outputs_zero_residual():
@@ -91,11 +116,11 @@ def test_generator_and_critic_cuda_match_cpu():
     critic = SpectralCritic(in_channels=4, depth=3, base_channels=8).double()
     x = torch.randn(2, 4, 37, 21, dtype=torch.float64)
     # The noise is drawn once on the CPU and given to both: device generators draw different numbers.
-    z = torch.randn(gen.noise_shape(x.shape), dtype=torch.float64)
+    z = gen.draw_noise(x.shape, dtype=torch.float64)
     cpu_gen = gen(x, z=z)
     cpu_scores, cpu_feats = critic(x, cpu_gen)
     gen, critic = gen.cuda(), critic.cuda()
-    gpu_gen = gen(x.cuda(), z=z.cuda())
+    gpu_gen = gen(x.cuda(), z=[t.cuda() for t in z])
     gpu_scores, gpu_feats = critic(x.cuda(), gpu_gen)
     assert gpu_gen.is_cuda and gpu_scores.is_cuda
     torch.testing.assert_close(gpu_gen.cpu(), cpu_gen, rtol=1e-9, atol=1e-10)

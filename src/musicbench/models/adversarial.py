@@ -4,11 +4,19 @@ The generator sees the degraded STFT features (``representation``) and a noise t
 residual on those features; the critic scores (degraded, candidate) feature pairs. Each training step
 runs ``critic_steps`` critic updates, then one generator update. Different ``z`` give different plausible
 restorations; inference draws ``num_samples`` of them per track from a seeded generator.
+
+A reconstruction loss alone pulls every sample to the conditional mean, so the generator learns to ignore
+``z``. Two options counter it: ``reconstruction_max_freq`` keeps the regression to the band the codec kept
+(the band above is left to the adversarial and feature-matching terms), and ``diversity_weight`` adds a
+diversity-sensitive term (mode seeking, Mao et al. 2019; clamped as in DSGAN, Yang et al. 2019) that
+rewards two noise draws for giving different high bands.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from collections.abc import Callable
 
 import torch
@@ -20,13 +28,17 @@ from musicbench.models.base import OptimizerFactory, SchedulerFactory, build_opt
 from musicbench.models.losses import WassersteinLoss, gradient_penalty
 from musicbench.models.restoration import RestorationModule, input_band_bins
 
+log = logging.getLogger(__name__)
+
 
 class AdversarialRestorer(RestorationModule):
     """A generator/critic pair trained adversarially, with optional reconstruction and feature matching.
 
     Args:
         generator: factory (``_partial_``) called as ``generator(in_channels=K, out_channels=K)`` with
-            ``K`` the representation's channels (e.g. :class:`~musicbench.nets.gan.SpectralGenerator`).
+            ``K`` the representation's channels; a module with the interface of
+            :class:`~musicbench.nets.gan.SpectralGenerator` (``forward(x, z, generator)``, ``z_dim``,
+            ``draw_noise``).
         critic: factory called as ``critic(in_channels=K)`` (e.g. :class:`~musicbench.nets.gan.SpectralCritic`).
         representation: STFT features (``musicbench.audio.representations``), e.g. compressed complex.
         adversarial: loss object with ``critic(real, fake)`` and ``generator(fake)`` (WGAN, hinge, LS;
@@ -48,11 +60,23 @@ class AdversarialRestorer(RestorationModule):
             ``sample_rate``); the generator and the critic's condition see only the STFT bins below
             ``input_rate / 2`` (the rest set to zero, not the resampler's residue) and the generator's
             residual covers every bin of ``sample_rate``. ``None``: the full band.
+        diversity_weight: weight of the diversity term (0 disables it; a no-op, with a log line, for a
+            generator without noise). Each generator step then draws two noises ``z1, z2`` per item and
+            adds ``-diversity_weight * mean(min(d(G(c, z1), G(c, z2)) / mean|z1 - z2|, diversity_tau))``,
+            ``d`` the mean absolute difference of the compressed magnitudes ``|X|^0.5`` of the two
+            restorations above ``diversity_min_freq``; the other generator terms are averaged over both.
+        diversity_tau: clamp of the ratio (DSGAN's tau): past it, diversity earns nothing more, so it cannot
+            outweigh plausibility; ``None``: no clamp.
+        diversity_min_freq: Hz; the band the diversity term measures starts here (``None``: the whole band).
+        reconstruction_max_freq: Hz; the reconstruction loss sees the restoration below this frequency only
+            (above it, the restoration's STFT bins are replaced by the clean ones, so they get no gradient
+            from it), e.g. the codec's low-pass. ``None``: the whole band.
         **kwargs: :class:`RestorationModule` arguments (sample rate, inference chunking). Its ``loss`` is
             the reconstruction loss used for ``val/loss``.
 
     Logs ``train/g_loss``, ``train/d_loss``, ``train/gp``, ``train/critic_real``, ``train/critic_fake``,
-    ``train/reconstruction`` and the validation metrics of :class:`RestorationModule`.
+    ``train/reconstruction``, ``train/diversity`` (the unclamped ratio, when the term is on) and the validation
+    metrics of :class:`RestorationModule`.
     """
 
     def __init__(
@@ -78,6 +102,10 @@ class AdversarialRestorer(RestorationModule):
         n_fft: int = 1024,
         hop_length: int = 256,
         input_rate: int | None = None,
+        diversity_weight: float = 0.0,
+        diversity_tau: float | None = None,
+        diversity_min_freq: float | None = None,
+        reconstruction_max_freq: float | None = None,
         **kwargs,
     ) -> None:
         rec = reconstruction if reconstruction is not None else nn.L1Loss()
@@ -104,6 +132,27 @@ class AdversarialRestorer(RestorationModule):
                 multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(ema_decay)),
             )
             self.ema.requires_grad_(False)
+        if diversity_weight < 0 or (diversity_tau is not None and diversity_tau <= 0):
+            raise ValueError(
+                f"diversity_weight must be >= 0 and diversity_tau > 0, got {diversity_weight}, {diversity_tau}"
+            )
+        has_noise = self.generator.z_dim > 0
+        self.div_weight = float(diversity_weight) if has_noise else 0.0
+        if diversity_weight > 0 and not has_noise:
+            log.info(
+                "diversity_weight=%s has no effect: the generator draws no noise (z_dim=0)", diversity_weight
+            )
+        self.div_tau = None if diversity_tau is None else float(diversity_tau)
+        self.div_min_bin = self._bin(diversity_min_freq, n_fft)
+        self.rec_max_bin = self._bin(reconstruction_max_freq, n_fft)
+
+    def _bin(self, freq: float | None, n_fft: int) -> int:
+        """First STFT bin at or above ``freq`` Hz (0 for ``None``)."""
+        if freq is None:
+            return 0
+        if not 0 < freq < self.sample_rate / 2:
+            raise ValueError(f"a band edge must lie in (0, {self.sample_rate / 2}) Hz, got {freq}")
+        return math.ceil(freq * n_fft / self.sample_rate)
 
     # --- generation ------------------------------------------------------------------------------------
     @property
@@ -123,8 +172,36 @@ class AdversarialRestorer(RestorationModule):
             )
         return cond, spec
 
-    def _generate(self, condition: torch.Tensor, net: nn.Module, generator=None) -> torch.Tensor:
-        return condition + net(condition, generator=generator)
+    def _generate(self, condition: torch.Tensor, net: nn.Module, generator=None, z=None) -> torch.Tensor:
+        return condition + net(condition, z=z, generator=generator)
+
+    def _diversity(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        za: list[torch.Tensor],
+        zb: list[torch.Tensor],
+        spec: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mode-seeking ratio per item ``(B,)``: the mean absolute difference of the compressed magnitudes
+        ``|X|^0.5`` of restorations ``a, b`` (features ``(B, K, F, N)``) above the diversity band edge, over
+        the mean absolute difference of their noises (lists of ``(B, ...)``)."""
+        band = slice(self.div_min_bin, None)
+        mag_a = self.representation.decode(a, spec)[..., band, :].abs().clamp_min(1e-8).sqrt()
+        mag_b = self.representation.decode(b, spec)[..., band, :].abs().clamp_min(1e-8).sqrt()
+        dx = (mag_a - mag_b).abs().flatten(1).mean(1)
+        dz = torch.cat([(x - y).abs().flatten(1) for x, y in zip(za, zb, strict=True)], dim=1).mean(1)
+        return dx / dz.clamp_min(1e-8)
+
+    def _reconstruction(self, fake: torch.Tensor, spec: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """The reconstruction loss of restored features ``(B, K, F, N)`` (``spec``: the degraded STFT) against
+        clean audio ``(B, C, T)``, below ``reconstruction_max_freq``: above it the restoration's bins are
+        replaced by the clean ones, so that band gets no gradient and adds (almost) nothing to the loss."""
+        est = self.representation.decode(fake, spec)
+        if self.rec_max_bin:
+            low = torch.arange(est.shape[-2], device=est.device)[:, None] < self.rec_max_bin
+            est = torch.where(low, est, self.stft(clean))
+        return self.loss(self.stft.inverse(est, clean.shape[-1]), clean)
 
     def restore(
         self, degraded: torch.Tensor, generator: torch.Generator | None = None, use_ema: bool | None = None
@@ -192,10 +269,24 @@ class AdversarialRestorer(RestorationModule):
             self._clip(self.critic.parameters())
             opt_d.step()
 
-        fake = self._generate(cond, self.generator)
+        if self.div_weight > 0:
+            # two noises per item, as one batch of 2B: every generator term sees both restorations
+            z, z2 = (
+                self.generator.draw_noise(cond.shape, device=cond.device, dtype=cond.dtype) for _ in range(2)
+            )
+            cond, real, spec = (torch.cat((t, t)) for t in (cond, real, spec))
+            clean = torch.cat((clean, clean))
+            fake = self._generate(cond, self.generator, z=[torch.cat(p) for p in zip(z, z2, strict=True)])
+        else:
+            fake = self._generate(cond, self.generator)
         fake_scores, fake_feats = self.critic(cond, fake)
         g_loss = self.adversarial.generator(fake_scores)
         total = g_loss
+        if self.div_weight > 0:
+            ratio = self._diversity(fake[:bs], fake[bs:], z, z2, spec[:bs])
+            clamped = ratio if self.div_tau is None else ratio.clamp_max(self.div_tau)
+            total = total - self.div_weight * clamped.mean()
+            self.log("train/diversity", ratio.mean().detach(), batch_size=bs)
         if self.fm_weight > 0:
             with torch.no_grad():
                 _, real_feats = self.critic(cond, real)
@@ -205,8 +296,7 @@ class AdversarialRestorer(RestorationModule):
             total = total + self.fm_weight * fm
             self.log("train/feature_matching", fm, batch_size=bs)
         if self.use_reconstruction:
-            audio = self.stft.inverse(self.representation.decode(fake, spec), degraded.shape[-1])
-            rec = self.loss(audio, clean)
+            rec = self._reconstruction(fake, spec, clean)
             total = total + self.rec_weight * rec
             self.log("train/reconstruction", rec, batch_size=bs)
         opt_g.zero_grad(set_to_none=True)
