@@ -87,7 +87,8 @@ SEP_STUDY := experiments/separation_chorales
 RESTORE_STUDY := experiments/restoration_mp3_32k
 # The restoration table's rows: each model once (the GAN's four samples score alike: one stands for them).
 RESTORE_ROWS := restore_lstm_mp3_32k restore_gan_mp3_32k_deterministic/mean restore_gan_mp3_32k/mean \
-	restore_gan_mp3_32k/best_of_k restore_gan_mp3_32k/sample_0
+	restore_gan_mp3_32k/best_of_k restore_gan_mp3_32k/sample_0 restore_gan_mp3_32k_fullband/best_of_k \
+	restore_gan_mp3_32k_fullband/sample_0
 
 study-separation: data ## experiments/separation_chorales: U-Net vs Open-Unmix, 3 seeds each (~50 min on 2 CPU cores)
 	MB_OUTPUT_ROOT=$(STUDY_OUT)/separation_chorales $(VENV)/bin/mb-train -m \
@@ -97,9 +98,9 @@ study-separation: data ## experiments/separation_chorales: U-Net vs Open-Unmix, 
 	$(VENV)/bin/mb-leaderboard $(SEP_STUDY)/runs --out $(SEP_STUDY)/results.md --plot $(SEP_STUDY)/sdr.png
 	$(VENV)/bin/mb-leaderboard $(SEP_STUDY)/runs --metric all --out $(SEP_STUDY)/results_all.csv
 
-study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN (deterministic, stochastic) (~25 min)
+study-restoration: data ## experiments/restoration_mp3_32k: MP3 vs BLSTM vs GAN (deterministic, stochastic x2) (~30 min)
 	MB_OUTPUT_ROOT=$(STUDY_OUT)/restoration_mp3_32k $(VENV)/bin/mb-train -m \
-		experiment=restore_lstm_mp3_32k,restore_gan_mp3_32k_deterministic,restore_gan_mp3_32k \
+		experiment=restore_lstm_mp3_32k,restore_gan_mp3_32k_deterministic,restore_gan_mp3_32k,restore_gan_mp3_32k_fullband \
 		paths.chorales_root=$(CHORALES_ROOT)
 	rm -rf $(RESTORE_STUDY)/runs
 	$(VENV)/bin/mb-leaderboard $(STUDY_OUT)/restoration_mp3_32k --export-runs $(RESTORE_STUDY)/runs

@@ -81,14 +81,42 @@ def check_writable(folder: str | Path) -> None:
 
 class ModelCheckpoint(pl.callbacks.ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (same arguments) that checks its folder is writable when training
-    starts (not after the first epoch) and writes nothing under ``fast_dev_run``."""
+    starts (not after the first epoch), writes nothing under ``fast_dev_run``, and keeps ``last.ckpt`` the
+    latest state: after every validation and when training ends.
+
+    Lightning's ``save_last=True`` writes ``last.ckpt`` only when a best checkpoint is written, so it is
+    the last *improved* epoch: a run that stopped improving, then crashed or ended by ``trainer.max_time``
+    in mid-epoch, resumed from there and trained those epochs again (a finished time-limited run that is
+    started again retrained its last minutes). Now the same command resumes from where the run ended,
+    and a finished run finds its time used up and trains nothing.
+    """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit" and not trainer.fast_dev_run and trainer.is_global_zero and self.dirpath:
             check_writable(self.dirpath)
 
+    # In the hook where Lightning itself saves (the end of the training epoch when validation runs once
+    # per epoch, else the end of validation), after its best checkpoint: saving earlier would mark the
+    # step as saved and skip that best checkpoint.
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning's version writes last.ckpt here even under fast_dev_run.
         if not trainer.fast_dev_run:
             super().on_train_end(trainer, pl_module)
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` unless the current step is saved already (or saving is off: fast_dev_run,
+        the sanity check, outside fit)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
+
+from musicbench.data.mp3_cache import resample
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -64,6 +67,23 @@ def test_hires_blstm_trains_scores_the_extension_band_and_writes_24_bit_excerpts
         return spec[np.fft.rfftfreq(len(x), 1 / sr) > 23000].sum() / spec.sum()
 
     assert above("restored_0") > 10 * above("input")
+
+    # mb-restore: a 44.1-kHz MP3 file in, a 24-bit 88.2-kHz FLAC out.
+    from musicbench.audio.io import read_audio
+    from musicbench.audio.mp3 import Mp3Codec
+
+    track = next((tiny_hires_chorales_root / "test").iterdir()) / "mixture.wav"
+    clean, rate = read_audio(track)
+    low = torch.from_numpy(resample(clean.numpy(), rate, 44100))
+    (tmp_path / "song.mp3").write_bytes(Mp3Codec(bitrate=128).encode(low, 44100))
+    out = subprocess.run(
+        [str(BIN / "mb-restore"), str(run), str(tmp_path / "song.mp3"), "--out", str(tmp_path / "hires"), "--no-progress"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "song.restored.flac" in out.stdout
+    info = sf.info(tmp_path / "hires" / "song.restored.flac")
+    assert (info.samplerate, info.subtype, info.channels) == (88200, "PCM_24", 2)
+    assert abs(info.frames - 2 * read_audio(tmp_path / "song.mp3")[0].shape[-1]) <= 2
 
 
 def test_hires_gan_reports_diversity_in_the_extension_band(tmp_path, tiny_hires_chorales_root, tiny_mp3_run):

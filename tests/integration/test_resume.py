@@ -170,3 +170,23 @@ def test_a_resume_with_dataloader_workers_matches_an_uninterrupted_run(tmp_path,
     resumed, objects = train(tiny_train_cfg(tmp_path / "b", "test=false", *common))
     assert objects["trainer"].train_dataloader.persistent_workers
     assert resumed["val/sdr"] == reference["val/sdr"] and resumed["train/loss"] == reference["train/loss"]
+
+
+def test_a_run_ended_in_mid_epoch_keeps_its_last_state_and_is_not_trained_again(tmp_path, tiny_train_cfg):
+    """last.ckpt is the state training ended in, not the last improved epoch: run again, a run that ended
+    inside an epoch (here by max_steps, as trainer.max_time does) trains nothing."""
+    args = (
+        "test=false",
+        "trainer.max_epochs=10",
+        f"trainer.max_steps={STEPS_PER_EPOCH + 2}",
+        "data.samples_per_epoch=16",
+    )
+    _, objects = train(tiny_train_cfg(tmp_path, *args))
+    steps = objects["trainer"].global_step
+    assert steps == STEPS_PER_EPOCH + 2
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert resume_step(last) == steps  # not STEPS_PER_EPOCH, the end of the last validated epoch
+    history = (tmp_path / "csv" / "metrics.csv").read_text()
+    _, again = train(tiny_train_cfg(tmp_path, *args))
+    assert again["trainer"].global_step == steps
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,14 @@ def read_audio(
             "replace the file (only float formats can hold NaN/inf)"
         )
     return audio, int(sr)
+
+
+def pcm_safe_gain(signals: Sequence[torch.Tensor | np.ndarray], headroom_dbfs: float = -0.1) -> float:
+    """The linear gain for writing ``signals`` (any shapes) as fixed-point PCM without clipping: 1 when
+    every sample is within full scale, else the one gain that puts the loudest sample of all of them at
+    ``headroom_dbfs`` dB re full scale (so signals scaled together stay comparable)."""
+    peak = max(float(np.abs(np.asarray(s)).max()) if np.asarray(s).size else 0.0 for s in signals)
+    return 1.0 if peak < 1.0 else 10 ** (headroom_dbfs / 20) / peak
 
 
 def write_audio(

@@ -21,21 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from musicbench.audio.io import write_audio
+from musicbench.audio.io import pcm_safe_gain, write_audio
 from musicbench.evaluation.systems import MODEL, sample_names
 from musicbench.utils.files import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 SUBTYPE = "PCM_24"
-HEADROOM_DBFS = -0.1  # peak of a rescaled excerpt
-
-
-def excerpt_gain(signals: Sequence[torch.Tensor]) -> float:
-    """The linear gain for writing ``signals`` as fixed-point PCM without clipping: 1 when every sample is
-    within full scale, else the gain that puts the loudest sample of all of them at ``HEADROOM_DBFS``."""
-    peak = max(float(s.abs().max()) for s in signals)
-    return 1.0 if peak < 1.0 else 10 ** (HEADROOM_DBFS / 20) / peak
 
 
 def restorations(model: Any, degraded: torch.Tensor, name: str) -> list[torch.Tensor]:
@@ -110,7 +102,7 @@ def save_excerpts(
         outs = restorations(model, degraded, track.name)
         folder = Path(out_dir) / "excerpts" / track.name
         named = [("clean", clean), ("input", degraded)] + [(f"restored_{k}", o) for k, o in enumerate(outs)]
-        gain = excerpt_gain([audio for _, audio in named])
+        gain = pcm_safe_gain([audio for _, audio in named])
         if gain != 1.0:
             log.warning(
                 "excerpt of %s exceeds full scale: all its files are scaled by %.2f dB for %s (never clipped)",
