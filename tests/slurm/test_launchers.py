@@ -246,9 +246,22 @@ def test_a_preempted_job_resumes_and_ends_as_an_uninterrupted_run(
             return out.stdout.strip() == "PENDING"
 
         _wait_for(pending, "requeued job", proc, logs, timeout=120)
-        # SLURM holds a requeued job for two minutes: start it now.
+        # SLURM holds a requeued job for two minutes: start it now, once the stopped instance's processes
+        # (its srun, which ends by killing its job id) are gone, so that nothing of it can reach the new one.
+        _wait_for(lambda: subprocess.run(["pgrep", "-x", "srun"], capture_output=True).returncode != 0,
+                  "the stopped job's srun to exit", proc, logs, timeout=60)  # fmt: skip
+        time.sleep(2)
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        assert proc.wait(timeout=600) == 0, logs()
+
+        def finished():
+            # A resumed instance that was cancelled leaves mb-train waiting for good (the local cluster has
+            # no accounting, so submitit never learns the state): fail now, with the logs, not in 10 min.
+            states = [r["JobState"] for r in slurm_cluster.finished_jobs() if r["JobId"] == job]
+            assert states[-1:] != ["CANCELLED"], f"job {job} was cancelled after its requeue\n{logs()}"
+            return proc.poll() is not None
+
+        _wait_for(finished, "the end of the resumed job", proc, logs, timeout=600)
+        assert proc.wait(timeout=60) == 0, logs()
     finally:
         if proc.poll() is None:
             proc.kill()
