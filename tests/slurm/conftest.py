@@ -81,5 +81,14 @@ def slurm_cluster():
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
-        if started:
+        # Another worker may still have a job on the cluster this worker started: then leave it up.
+        if started and not _jobs_queued():
             _script("down", timeout=120)
+
+
+def _jobs_queued() -> bool:
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return True
+    return bool(out.stdout.strip())
