@@ -77,18 +77,21 @@ def slurm_cluster():
     try:
         yield SlurmCluster(Path(conf.group(1)))
     finally:
+        # Another pytest process (a second `make test`, or a worker when the group was split) may still
+        # have a job on the cluster this worker started: then leave it up.
+        if started and not _jobs_queued():
+            _script("down", timeout=120)
         if previous is None:
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
-        # Another worker may still have a job on the cluster this worker started: then leave it up.
-        if started and not _jobs_queued():
-            _script("down", timeout=120)
 
 
 def _jobs_queued() -> bool:
+    """Whether the cluster ($SLURM_CONF) has a job pending, running or completing; True when it does not
+    answer (better a cluster left up than a job killed)."""
     try:
         out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         return True
-    return bool(out.stdout.strip())
+    return out.returncode != 0 or bool(out.stdout.strip())
