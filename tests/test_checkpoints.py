@@ -14,6 +14,7 @@ from musicbench.checkpoints import (
     CheckpointError,
     ConfigInCheckpoint,
     checkpoint_problem,
+    config_changes,
     find_checkpoint,
     load_checkpoint,
     resume_checkpoint,
@@ -152,3 +153,33 @@ def test_stored_configs_of_moved_classes_are_upgraded():
         upgrade_config(
             {"_target_": "musicbench.evaluation.runner.Evaluator", "baselines": ["mixture", "input"]}
         )
+
+
+def test_config_changes_name_the_model_data_and_seed_keys_that_differ():
+    stored = {
+        "seed": 1,
+        "model": {"optimizer": {"lr": 1e-3}, "loss": {"_target_": "musicbench.models.adversarial.HingeLoss"}},
+        "data": {"root": "/a", "source": {"clean_root": "/a"}, "num_workers": 0, "sources": ["s", "a"]},
+        "trainer": {"max_epochs": 1},
+    }
+    same = {
+        "seed": 1,
+        # A moved class is the same class.
+        "model": {"optimizer": {"lr": 1e-3}, "loss": {"_target_": "musicbench.models.losses.HingeLoss"}},
+        # Where the files are and how they are loaded do not change the experiment, nor does the trainer.
+        "data": {"root": "/b", "source": {"clean_root": "/b"}, "num_workers": 4, "sources": ["s", "a"]},
+        "trainer": {"max_epochs": 9},
+    }
+    assert config_changes(stored, same) == []
+    changed = {
+        **same,
+        "seed": 2,
+        "model": {**same["model"], "optimizer": {"lr": 0.5}, "scheduler": None},
+        "data": {**same["data"], "sources": ["a", "s"]},
+    }
+    assert config_changes(stored, changed) == [
+        "data.sources: ['s', 'a'] -> ['a', 's']",
+        "model.optimizer.lr: 0.001 -> 0.5",
+        "model.scheduler: '<absent>' -> None",
+        "seed: 1 -> 2",
+    ]

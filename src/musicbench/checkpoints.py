@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from musicbench.errors import CheckpointError, CheckpointNotFoundError
+from musicbench.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,68 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: str | Path) -> str | No
             "to start fresh"
         )
     return str(ckpt_path)
+
+
+# What a resumed run must share with the run that wrote its checkpoint: the network and how it is trained
+# (model), the data it sees (data, less where the files are and how they are loaded) and the seed. The
+# trainer may differ (more epochs, other devices), as may the evaluator, loggers and callbacks.
+RESUMED_SECTIONS = ("model", "data", "seed")
+_NOT_THE_EXPERIMENT = {"root", "cache_dir", "num_workers", "prepare_workers", "progress"}
+
+
+def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The ``model``/``data``/``seed`` keys whose values differ between the config a checkpoint was written
+    with (``stored``, as in ``checkpoint["musicbench_config"]``) and ``current`` (both resolved, plain
+    containers), as ``"key: stored -> current"`` lines in key order. Data roots (``root``, ``*_root``),
+    the cache folder and loader/progress settings are not compared: they do not change what is computed.
+    """
+    old, new = _flat(upgrade_config(dict(stored))), _flat(dict(current))
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if key.split(".")[0] not in RESUMED_SECTIONS:
+            continue
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf in _NOT_THE_EXPERIMENT or leaf.endswith("_root"):
+            continue
+        missing = "<absent>"
+        if old.get(key, missing) != new.get(key, missing):
+            lines.append(f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}")
+    return lines
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists are values)."""
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flat(v, key) if isinstance(v, Mapping) and v else {key: v})
+    return out
+
+
+def check_resumed_config(ckpt: str | Path, current: Mapping[str, Any], run_dir: str | Path) -> None:
+    """Refuse to resume ``run_dir``'s checkpoint ``ckpt`` with a config that trains another experiment.
+
+    The same command finds the same run folder (its name hashes the command-line overrides), so after a
+    change to a config default it would continue the old run with the new settings: a run half one
+    experiment, half another. Raises :class:`~musicbench.errors.ConfigError` listing the keys that differ
+    (:func:`config_changes`) and what to do. A checkpoint without a stored config is not checked.
+    """
+    state = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
+    stored = state.get(CONFIG_KEY) if isinstance(state, dict) else None
+    if not isinstance(stored, Mapping):
+        return
+    changes = config_changes(stored, current)
+    if not changes:
+        return
+    shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+    raise ConfigError(
+        f"{run_dir} holds a run trained with another config than this command's ({len(changes)} "
+        f"setting(s) differ, stored -> now: {shown}). The same overrides lead to the same run folder, so a "
+        "config default has changed since. Train in a new folder (add e.g. run_id=2, or name=<new name>), "
+        f"or delete {run_dir} to train it again; ckpt_path={ckpt} resumes from it anyway"
+    )
 
 
 def checkpoint_problem(path: str | Path) -> str | None:

@@ -17,6 +17,7 @@ from musicbench.checkpoints import (
     ConfigInCheckpoint,
     RNGStateInCheckpoint,
     best_checkpoint,
+    check_resumed_config,
     load_checkpoint,
     resume_checkpoint,
     resume_step,
@@ -68,6 +69,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
     # fast_dev_run saves nothing, so it does not pick up a run folder's last.ckpt either (unless told to).
     ckpt = None if fast_dev_run and cfg.ckpt_path is None else resume_checkpoint(cfg.ckpt_path, out_dir)
+    if ckpt and cfg.ckpt_path in (None, "last"):
+        # The run folder's own checkpoint: continued only with the config it was trained with.
+        check_resumed_config(ckpt, resolved, out_dir)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer,

@@ -16,7 +16,7 @@ import torch
 
 from musicbench import checkpoint_io
 from musicbench.checkpoints import checkpoint_problem, resume_step
-from musicbench.errors import CheckpointError
+from musicbench.errors import CheckpointError, ConfigError
 from musicbench.train import train
 
 pytestmark = pytest.mark.slow
@@ -190,3 +190,30 @@ def test_a_run_ended_in_mid_epoch_keeps_its_last_state_and_is_not_trained_again(
     _, again = train(tiny_train_cfg(tmp_path, *args))
     assert again["trainer"].global_step == steps
     assert (tmp_path / "csv" / "metrics.csv").read_text() == history
+
+
+def test_a_run_folder_is_not_resumed_with_another_model_or_data_config(tmp_path, tiny_train_cfg):
+    """The same command finds the same run folder; after a config default changed (here: set on the
+    composed config, as a changed default would), continuing its run is refused before anything is
+    written. More epochs and another loader setting resume."""
+    train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=1"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before, config = last.read_bytes(), (tmp_path / "config.yaml").read_text()
+    cfg = tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=2")
+    cfg.model.optimizer.lr = 0.5
+    cfg.data.remix_prob = 0.0
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    message = str(err.value)
+    assert str(tmp_path) in message and "2 setting(s) differ" in message
+    assert "model.optimizer.lr: 0.001 -> 0.5" in message and "data.remix_prob: 0.5 -> 0.0" in message
+    assert "run_id=" in message and f"ckpt_path={last}" in message
+    assert last.read_bytes() == before and (tmp_path / "config.yaml").read_text() == config
+
+    _, objects = train(tiny_train_cfg(tmp_path, "test=false", "trainer.max_epochs=2", "data.num_workers=1"))
+    assert objects["trainer"].current_epoch == 2
+    # ckpt_path=<file>: resumed on purpose, with the new settings.
+    cfg = tiny_train_cfg(tmp_path / "b", "test=false", "trainer.max_epochs=3", f"ckpt_path={last}")
+    cfg.model.optimizer.lr = 0.5
+    _, objects = train(cfg)
+    assert objects["trainer"].current_epoch == 3
