@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from musicbench.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from musicbench.errors import CheckpointError, CheckpointNotFoundError, ConfigError, first_few
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def check_resumed_config(ckpt: str | Path, current: Mapping[str, Any], run_dir: 
     changes = config_changes(stored, current)
     if not changes:
         return
-    shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+    shown = first_few(changes)
     raise ConfigError(
         f"{run_dir} holds a run trained with another config than this command's ({len(changes)} "
         f"setting(s) differ, stored -> now: {shown}). The same overrides lead to the same run folder, so a "

@@ -27,6 +27,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
+def first_few(items: list[str], limit: int = 5) -> str:
+    """``items`` joined with ``"; "`` for an error message: the first ``limit``, then how many more."""
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
 class UserError(Exception):
     """An expected failure whose message says what is wrong and what to do; reported without traceback."""
 

@@ -30,7 +30,7 @@ from musicbench.data.tracks import (
     musdb_validation_tracks,
     stem_info,
 )
-from musicbench.errors import ConfigError
+from musicbench.errors import ConfigError, first_few
 from musicbench.utils.hashcache import FileHashes
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ class MusdbIndex(TrackIndex):
                     problems.append(f"{path} (manifest {expected[:12]}…, file {actual[:12]}…)")
         hashes.save()
         if problems:
-            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            shown = first_few(problems)
             raise DatasetError(
                 f"{len(problems)} file(s) of {root} do not match the sha256 recorded in {root / MANIFEST_NAME}: "
                 f"{shown}. The dataset changed since it was written: run `mb-data verify --root {root}` for "
